@@ -1,0 +1,258 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Detection on one frame: vehicles, then plates on the full frame and/or inside vehicles.
+//! No GStreamer in here, so the benchmark and the element share exactly this code.
+
+use std::time::{Duration, Instant};
+
+use super::decode::{self, RawDet};
+use super::model::Detector;
+use super::preprocess::FrameView;
+use crate::meta::{AlprObject, BBox, ObjectKind};
+
+/// Where the plate model looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PlateMode {
+    /// On the whole frame only.
+    FullFrame,
+    /// Inside vehicle boxes only.
+    Vehicles,
+    /// Both: a plate is found even when its car is cut off or missed.
+    #[default]
+    Both,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineConfig {
+    pub vehicle_threshold: f32,
+    pub plate_threshold: f32,
+    pub nms_iou: f32,
+    pub plate_mode: PlateMode,
+    pub max_vehicle_crops: usize,
+}
+
+/// Time spent per stage, accumulated (for logs and benchmarks).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StageTimes {
+    pub preprocess: Duration,
+    pub inference: Duration,
+    pub model_inputs: u64,
+    pub frames: u64,
+}
+
+/// A vehicle crop is worth a second plate pass only when it shows the car at least this much
+/// larger than the full-frame pass does.
+const MIN_CROP_MAGNIFICATION: f32 = 1.25;
+/// Margin added around a vehicle box before the plate pass: boxes are often tight at the bumper.
+const CROP_MARGIN: f32 = 0.05;
+/// Vehicles smaller than this (pixels, either side) are too small to carry a readable plate.
+const MIN_CROP_SIDE: f32 = 24.0;
+pub const PLATE_CLASS: &str = "license-plate";
+
+pub struct Engine {
+    pub vehicle: Detector,
+    pub plate: Detector,
+    pub cfg: EngineConfig,
+    pub times: StageTimes,
+    vehicles: Vec<RawDet>,
+    plates: Vec<RawDet>,
+    order: Vec<usize>,
+}
+
+impl Engine {
+    pub fn new(vehicle: Detector, plate: Detector, cfg: EngineConfig) -> Self {
+        Engine {
+            vehicle,
+            plate,
+            cfg,
+            times: StageTimes::default(),
+            vehicles: Vec::new(),
+            plates: Vec::new(),
+            order: Vec::new(),
+        }
+    }
+
+    fn timed(
+        det: &mut Detector,
+        times: &mut StageTimes,
+        frame: &FrameView<'_>,
+        roi: BBox,
+        threshold: f32,
+        nms_iou: f32,
+        out: &mut Vec<RawDet>,
+    ) -> Result<(), String> {
+        let t0 = Instant::now();
+        let lb = det.prepare(frame, roi);
+        let t1 = Instant::now();
+        times.preprocess += t1 - t0;
+        if let Some(lb) = lb {
+            times.model_inputs += 1;
+            det.infer(&lb, threshold, nms_iou, out)?;
+            times.inference += t1.elapsed();
+        }
+        Ok(())
+    }
+
+    /// Detects vehicles and plates; objects get ids 1.. in the order vehicles, then plates.
+    pub fn run(
+        &mut self,
+        frame: &FrameView<'_>,
+        objects: &mut Vec<AlprObject>,
+    ) -> Result<(), String> {
+        let full = BBox::new(0.0, 0.0, frame.width as f32, frame.height as f32);
+        let cfg = self.cfg.clone();
+        self.times.frames += 1;
+
+        self.vehicles.clear();
+        Self::timed(
+            &mut self.vehicle,
+            &mut self.times,
+            frame,
+            full,
+            cfg.vehicle_threshold,
+            cfg.nms_iou,
+            &mut self.vehicles,
+        )?;
+        for v in &mut self.vehicles {
+            v.bbox = v.bbox.clip(frame.width as u32, frame.height as u32);
+        }
+        self.vehicles.retain(|v| v.bbox.w >= 1.0 && v.bbox.h >= 1.0);
+
+        self.plates.clear();
+        if cfg.plate_mode != PlateMode::Vehicles {
+            Self::timed(
+                &mut self.plate,
+                &mut self.times,
+                frame,
+                full,
+                cfg.plate_threshold,
+                cfg.nms_iou,
+                &mut self.plates,
+            )?;
+        }
+        if cfg.plate_mode != PlateMode::FullFrame {
+            let pw = self.plate.spec.width as f32;
+            let ph = self.plate.spec.height as f32;
+            let full_ratio = (pw / full.w).min(ph / full.h);
+            // Largest vehicles first: they carry the most readable plates.
+            let vehicles = &self.vehicles;
+            self.order.clear();
+            self.order.extend(0..vehicles.len());
+            self.order
+                .sort_by(|&a, &b| vehicles[b].bbox.area().total_cmp(&vehicles[a].bbox.area()));
+            let mut crops = 0;
+            for &vi in &self.order {
+                if crops >= cfg.max_vehicle_crops {
+                    break;
+                }
+                let v = self.vehicles[vi].bbox;
+                if v.w < MIN_CROP_SIDE || v.h < MIN_CROP_SIDE {
+                    continue;
+                }
+                let roi = BBox::new(
+                    v.x - v.w * CROP_MARGIN,
+                    v.y - v.h * CROP_MARGIN,
+                    v.w * (1.0 + 2.0 * CROP_MARGIN),
+                    v.h * (1.0 + 2.0 * CROP_MARGIN),
+                )
+                .clip(frame.width as u32, frame.height as u32);
+                let crop_ratio = (pw / roi.w).min(ph / roi.h);
+                if cfg.plate_mode == PlateMode::Both
+                    && crop_ratio < full_ratio * MIN_CROP_MAGNIFICATION
+                {
+                    continue;
+                }
+                crops += 1;
+                Self::timed(
+                    &mut self.plate,
+                    &mut self.times,
+                    frame,
+                    roi,
+                    cfg.plate_threshold,
+                    cfg.nms_iou,
+                    &mut self.plates,
+                )?;
+            }
+        }
+        // Merge full-frame and crop passes: the same plate seen twice keeps its best score.
+        for p in &mut self.plates {
+            p.bbox = p.bbox.clip(frame.width as u32, frame.height as u32);
+        }
+        self.plates.retain(|p| p.bbox.w >= 1.0 && p.bbox.h >= 1.0);
+        decode::nms(&mut self.plates, cfg.nms_iou);
+
+        objects.clear();
+        for (i, v) in self.vehicles.iter().enumerate() {
+            objects.push(AlprObject {
+                id: i as u32 + 1,
+                kind: Some(ObjectKind::Vehicle),
+                class: self.vehicle.class_name(v.class_id).to_string(),
+                confidence: v.score,
+                bbox: v.bbox,
+                ..Default::default()
+            });
+        }
+        let nv = self.vehicles.len() as u32;
+        for (i, p) in self.plates.iter().enumerate() {
+            objects.push(AlprObject {
+                id: nv + i as u32 + 1,
+                kind: Some(ObjectKind::Plate),
+                class: PLATE_CLASS.to_string(),
+                confidence: p.score,
+                bbox: p.bbox,
+                parent_id: parent_of(&p.bbox, &self.vehicles).map(|vi| vi as u32 + 1),
+                ..Default::default()
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The vehicle a plate belongs to: the one covering most of the plate (at least half of it),
+/// the smaller vehicle on a tie (a car in front of a bus).
+pub fn parent_of(plate: &BBox, vehicles: &[RawDet]) -> Option<usize> {
+    let area = plate.area();
+    if area <= 0.0 {
+        return None;
+    }
+    let mut best: Option<(usize, f32, f32)> = None;
+    for (i, v) in vehicles.iter().enumerate() {
+        let ix = (plate.x2().min(v.bbox.x2()) - plate.x.max(v.bbox.x)).max(0.0);
+        let iy = (plate.y2().min(v.bbox.y2()) - plate.y.max(v.bbox.y)).max(0.0);
+        let cover = ix * iy / area;
+        if cover < 0.5 {
+            continue;
+        }
+        let better = match best {
+            None => true,
+            Some((_, c, a)) => cover > c + 1e-3 || ((cover - c).abs() <= 1e-3 && v.bbox.area() < a),
+        };
+        if better {
+            best = Some((i, cover, v.bbox.area()));
+        }
+    }
+    best.map(|b| b.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn det(x: f32, y: f32, w: f32, h: f32) -> RawDet {
+        RawDet {
+            bbox: BBox::new(x, y, w, h),
+            score: 0.9,
+            class_id: 2,
+        }
+    }
+
+    #[test]
+    fn plate_parent_is_the_covering_smallest_vehicle() {
+        let vehicles = [det(0.0, 0.0, 500.0, 400.0), det(100.0, 100.0, 200.0, 150.0)];
+        let plate = BBox::new(150.0, 200.0, 60.0, 20.0);
+        assert_eq!(parent_of(&plate, &vehicles), Some(1));
+        let outside = BBox::new(600.0, 200.0, 60.0, 20.0);
+        assert_eq!(parent_of(&outside, &vehicles), None);
+        let half_out = BBox::new(480.0, 100.0, 60.0, 20.0);
+        assert_eq!(parent_of(&half_out, &vehicles), None);
+    }
+}

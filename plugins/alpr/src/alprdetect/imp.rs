@@ -1,0 +1,562 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+use std::sync::{LazyLock, Mutex};
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::prelude::*;
+use gst_base::subclass::prelude::*;
+use gst_video::prelude::*;
+use gst_video::{VideoColorMatrix, VideoColorRange, VideoFormat};
+
+use super::AlprPlateMode;
+use super::engine::{Engine, EngineConfig};
+use super::model::Detector;
+use super::preprocess::{FrameView, Layout, YuvMatrix};
+use crate::meta::AlprFrame;
+use crate::models;
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "alprdetect",
+        gst::DebugColorFlags::empty(),
+        Some("ALPR vehicle and plate detector"),
+    )
+});
+
+const DEFAULT_VEHICLE_THRESHOLD: f32 = 0.35;
+const DEFAULT_PLATE_THRESHOLD: f32 = 0.25;
+const DEFAULT_NMS_IOU: f32 = 0.45;
+const DEFAULT_THREADS: u32 = 0;
+const DEFAULT_INTERVAL: u32 = 1;
+const DEFAULT_MAX_VEHICLE_CROPS: u32 = 8;
+
+/// Raw formats the pre-processor reads directly.
+pub const FORMATS: [VideoFormat; 14] = [
+    VideoFormat::Rgb,
+    VideoFormat::Bgr,
+    VideoFormat::Rgba,
+    VideoFormat::Bgra,
+    VideoFormat::Rgbx,
+    VideoFormat::Bgrx,
+    VideoFormat::Argb,
+    VideoFormat::Abgr,
+    VideoFormat::Xrgb,
+    VideoFormat::Xbgr,
+    VideoFormat::I420,
+    VideoFormat::Yv12,
+    VideoFormat::Nv12,
+    VideoFormat::Nv21,
+];
+
+#[derive(Debug, Clone)]
+struct Settings {
+    vehicle_model: Option<String>,
+    plate_model: Option<String>,
+    plate_mode: AlprPlateMode,
+    vehicle_threshold: f32,
+    plate_threshold: f32,
+    nms_iou: f32,
+    threads: u32,
+    interval: u32,
+    max_vehicle_crops: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            vehicle_model: None,
+            plate_model: None,
+            plate_mode: AlprPlateMode::default(),
+            vehicle_threshold: DEFAULT_VEHICLE_THRESHOLD,
+            plate_threshold: DEFAULT_PLATE_THRESHOLD,
+            nms_iou: DEFAULT_NMS_IOU,
+            threads: DEFAULT_THREADS,
+            interval: DEFAULT_INTERVAL,
+            max_vehicle_crops: DEFAULT_MAX_VEHICLE_CROPS,
+        }
+    }
+}
+
+impl Settings {
+    fn engine_config(&self) -> EngineConfig {
+        EngineConfig {
+            vehicle_threshold: self.vehicle_threshold,
+            plate_threshold: self.plate_threshold,
+            nms_iou: self.nms_iou,
+            plate_mode: self.plate_mode.into(),
+            max_vehicle_crops: self.max_vehicle_crops as usize,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Counters {
+    frames: u64,
+    detected_frames: u64,
+    vehicles: u64,
+    plates: u64,
+}
+
+struct State {
+    engine: Engine,
+    info: Option<gst_video::VideoInfo>,
+    layout: Option<(Layout, YuvMatrix)>,
+    frame: AlprFrame,
+    counters: Counters,
+}
+
+#[derive(Default)]
+pub struct AlprDetect {
+    settings: Mutex<Settings>,
+    state: Mutex<Option<State>>,
+}
+
+fn layout_of(info: &gst_video::VideoInfo) -> Option<(Layout, YuvMatrix)> {
+    let packed = |r, g, b, bpp| Layout::Packed { r, g, b, bpp };
+    let layout = match info.format() {
+        VideoFormat::Rgb => packed(0, 1, 2, 3),
+        VideoFormat::Bgr => packed(2, 1, 0, 3),
+        VideoFormat::Rgba | VideoFormat::Rgbx => packed(0, 1, 2, 4),
+        VideoFormat::Bgra | VideoFormat::Bgrx => packed(2, 1, 0, 4),
+        VideoFormat::Argb | VideoFormat::Xrgb => packed(1, 2, 3, 4),
+        VideoFormat::Abgr | VideoFormat::Xbgr => packed(3, 2, 1, 4),
+        VideoFormat::I420 | VideoFormat::Yv12 => Layout::Planar420,
+        VideoFormat::Nv12 => Layout::SemiPlanar420 { u_first: true },
+        VideoFormat::Nv21 => Layout::SemiPlanar420 { u_first: false },
+        _ => return None,
+    };
+    let colorimetry = info.colorimetry();
+    let (kr, kb) = match colorimetry.matrix() {
+        VideoColorMatrix::Bt709 => (0.2126, 0.0722),
+        VideoColorMatrix::Bt2020 => (0.2627, 0.0593),
+        VideoColorMatrix::Smpte240m => (0.212, 0.087),
+        VideoColorMatrix::Fcc => (0.30, 0.11),
+        _ => (0.299, 0.114),
+    };
+    let full = colorimetry.range() == VideoColorRange::Range0_255;
+    Some((layout, YuvMatrix::new(kr, kb, full)))
+}
+
+impl AlprDetect {
+    fn load_engine(&self, settings: &Settings) -> Result<Engine, gst::ErrorMessage> {
+        let vehicle_path = models::resolve(
+            settings.vehicle_model.as_deref(),
+            "vehicle-model",
+            models::VEHICLE_MODEL,
+        )
+        .map_err(|e| gst::error_msg!(gst::ResourceError::NotFound, ["{e}"]))?;
+        let plate_path = models::resolve(
+            settings.plate_model.as_deref(),
+            "plate-model",
+            models::PLATE_MODEL,
+        )
+        .map_err(|e| gst::error_msg!(gst::ResourceError::NotFound, ["{e}"]))?;
+        crate::runtime::ensure().map_err(|e| gst::error_msg!(gst::LibraryError::Init, ["{e}"]))?;
+
+        let names = models::sibling(&vehicle_path, "coco_classes.txt");
+        let vehicle = Detector::load(&vehicle_path, settings.threads, names.as_deref())
+            .map_err(|e| gst::error_msg!(gst::ResourceError::OpenRead, ["vehicle-model: {e}"]))?;
+        let plate = Detector::load(&plate_path, settings.threads, None)
+            .map_err(|e| gst::error_msg!(gst::ResourceError::OpenRead, ["plate-model: {e}"]))?;
+        gst::info!(
+            CAT,
+            imp = self,
+            "vehicle model {} ({}, {}x{}), plate model {} ({}, {}x{})",
+            vehicle.path.display(),
+            vehicle.family.name(),
+            vehicle.spec.width,
+            vehicle.spec.height,
+            plate.path.display(),
+            plate.family.name(),
+            plate.spec.width,
+            plate.spec.height
+        );
+        Ok(Engine::new(vehicle, plate, settings.engine_config()))
+    }
+
+    fn stats(&self) -> gst::Structure {
+        let state = self.state.lock().unwrap();
+        let (c, t) = state
+            .as_ref()
+            .map(|s| (s.counters, s.engine.times))
+            .unwrap_or_default();
+        let per_input = |d: std::time::Duration| {
+            if t.model_inputs > 0 {
+                d.as_secs_f64() * 1000.0 / t.model_inputs as f64
+            } else {
+                0.0
+            }
+        };
+        gst::Structure::builder("alprdetect-stats")
+            .field("frames", c.frames)
+            .field("detected-frames", c.detected_frames)
+            .field("vehicles", c.vehicles)
+            .field("plates", c.plates)
+            .field("model-inputs", t.model_inputs)
+            .field("preprocess-ms-per-input", per_input(t.preprocess))
+            .field("inference-ms-per-input", per_input(t.inference))
+            .build()
+    }
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for AlprDetect {
+    const NAME: &'static str = "GstAlprDetect";
+    type Type = super::AlprDetect;
+    type ParentType = gst_base::BaseTransform;
+}
+
+impl ObjectImpl for AlprDetect {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            vec![
+                glib::ParamSpecString::builder("vehicle-model")
+                    .nick("Vehicle model")
+                    .blurb(
+                        "Path of the vehicle detector ONNX model (YOLOX raw head or YOLO end2end). \
+                         NULL: vehicle/yolox_nano.onnx from $ALPR_MODELS_DIR, ../shared/models \
+                         or ~/.cache/gst-alpr/models",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("plate-model")
+                    .nick("Plate model")
+                    .blurb(
+                        "Path of the licence-plate detector ONNX model (YOLO end2end or YOLOX raw \
+                         head). NULL: plate/yolo-v9-t-416-license-plates-end2end-int8.onnx from \
+                         the model search path",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("plate-mode", AlprPlateMode::default())
+                    .nick("Plate mode")
+                    .blurb("Where the plate model looks")
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecFloat::builder("vehicle-threshold")
+                    .nick("Vehicle threshold")
+                    .blurb("Minimum vehicle score (objectness x class probability), 0..1")
+                    .minimum(0.0)
+                    .maximum(1.0)
+                    .default_value(DEFAULT_VEHICLE_THRESHOLD)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecFloat::builder("plate-threshold")
+                    .nick("Plate threshold")
+                    .blurb("Minimum licence-plate score, 0..1")
+                    .minimum(0.0)
+                    .maximum(1.0)
+                    .default_value(DEFAULT_PLATE_THRESHOLD)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecFloat::builder("nms-iou")
+                    .nick("NMS IoU")
+                    .blurb(
+                        "Intersection over union above which overlapping boxes are merged \
+                         (non-maximum suppression), 0..1",
+                    )
+                    .minimum(0.0)
+                    .maximum(1.0)
+                    .default_value(DEFAULT_NMS_IOU)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("threads")
+                    .nick("Inference threads")
+                    .blurb("ONNX Runtime intra-op threads per model; 0 = one per core")
+                    .maximum(256)
+                    .default_value(DEFAULT_THREADS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("interval")
+                    .nick("Detection interval")
+                    .blurb(
+                        "Run the detectors on every Nth frame (frames in between carry an \
+                         alpr-frame meta with detected=false, for alprtrack to predict)",
+                    )
+                    .minimum(1)
+                    .maximum(1000)
+                    .default_value(DEFAULT_INTERVAL)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("max-vehicle-crops")
+                    .nick("Max vehicle crops")
+                    .blurb(
+                        "Most vehicle boxes (largest first) searched for plates per frame in \
+                         plate-mode vehicles/both; bounds the cost of busy scenes",
+                    )
+                    .minimum(1)
+                    .maximum(64)
+                    .default_value(DEFAULT_MAX_VEHICLE_CROPS)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
+                    .nick("Statistics")
+                    .blurb(
+                        "Frames, detected frames, vehicles, plates, model inputs, and mean \
+                         pre-processing and inference time per model input (ms)",
+                    )
+                    .read_only()
+                    .build(),
+            ]
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut s = self.settings.lock().unwrap();
+        macro_rules! set {
+            ($field:ident, $ty:ty) => {{
+                let new: $ty = value.get().expect("type checked upstream");
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "Changing {} from {:?} to {:?}",
+                    pspec.name(),
+                    s.$field,
+                    new
+                );
+                s.$field = new;
+            }};
+        }
+        match pspec.name() {
+            "vehicle-model" => set!(vehicle_model, Option<String>),
+            "plate-model" => set!(plate_model, Option<String>),
+            "plate-mode" => set!(plate_mode, AlprPlateMode),
+            "vehicle-threshold" => set!(vehicle_threshold, f32),
+            "plate-threshold" => set!(plate_threshold, f32),
+            "nms-iou" => set!(nms_iou, f32),
+            "threads" => set!(threads, u32),
+            "interval" => set!(interval, u32),
+            "max-vehicle-crops" => set!(max_vehicle_crops, u32),
+            other => unreachable!("unknown property {other}"),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        if pspec.name() == "stats" {
+            return self.stats().to_value();
+        }
+        let s = self.settings.lock().unwrap();
+        match pspec.name() {
+            "vehicle-model" => s.vehicle_model.to_value(),
+            "plate-model" => s.plate_model.to_value(),
+            "plate-mode" => s.plate_mode.to_value(),
+            "vehicle-threshold" => s.vehicle_threshold.to_value(),
+            "plate-threshold" => s.plate_threshold.to_value(),
+            "nms-iou" => s.nms_iou.to_value(),
+            "threads" => s.threads.to_value(),
+            "interval" => s.interval.to_value(),
+            "max-vehicle-crops" => s.max_vehicle_crops.to_value(),
+            other => unreachable!("unknown property {other}"),
+        }
+    }
+}
+
+impl GstObjectImpl for AlprDetect {}
+
+impl ElementImpl for AlprDetect {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static META: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "ALPR detector",
+                "Filter/Analyzer/Video",
+                "Detects vehicles and licence plates with ONNX models and attaches alpr-frame \
+                 and region-of-interest metas",
+                "gst-alpr developers",
+            )
+        });
+        Some(&*META)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            let caps = gst_video::VideoCapsBuilder::new()
+                .format_list(FORMATS)
+                .build();
+            vec![
+                gst::PadTemplate::new(
+                    "src",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .unwrap(),
+                gst::PadTemplate::new(
+                    "sink",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .unwrap(),
+            ]
+        });
+        TEMPLATES.as_ref()
+    }
+}
+
+impl BaseTransformImpl for AlprDetect {
+    const MODE: gst_base::subclass::BaseTransformMode =
+        gst_base::subclass::BaseTransformMode::AlwaysInPlace;
+    const PASSTHROUGH_ON_SAME_CAPS: bool = false;
+    const TRANSFORM_IP_ON_PASSTHROUGH: bool = true;
+
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let settings = self.settings.lock().unwrap().clone();
+        let engine = self.load_engine(&settings)?;
+        *self.state.lock().unwrap() = Some(State {
+            engine,
+            info: None,
+            layout: None,
+            frame: AlprFrame::default(),
+            counters: Counters::default(),
+        });
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        if let Some(state) = self.state.lock().unwrap().take() {
+            let c = state.counters;
+            gst::info!(
+                CAT,
+                imp = self,
+                "stopped after {} frames ({} detected): {} vehicles, {} plates",
+                c.frames,
+                c.detected_frames,
+                c.vehicles,
+                c.plates
+            );
+        }
+        Ok(())
+    }
+
+    fn sink_event(&self, event: gst::Event) -> bool {
+        if let gst::EventView::Caps(c) = event.view() {
+            let caps = c.caps();
+            let template = self.obj().sink_pad().pad_template_caps();
+            if !caps.can_intersect(&template) {
+                gst::element_imp_error!(
+                    self,
+                    gst::CoreError::Negotiation,
+                    [
+                        "alprdetect cannot read {caps}: it takes raw video in one of {} \
+                         (put videoconvert before alprdetect)",
+                        FORMATS
+                            .iter()
+                            .map(|f| f.to_str().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ]
+                );
+                return false;
+            }
+        }
+        self.parent_sink_event(event)
+    }
+
+    fn set_caps(&self, incaps: &gst::Caps, _outcaps: &gst::Caps) -> Result<(), gst::LoggableError> {
+        let info = gst_video::VideoInfo::from_caps(incaps)
+            .map_err(|_| gst::loggable_error!(CAT, "cannot parse video caps {incaps}"))?;
+        let layout = layout_of(&info).ok_or_else(|| {
+            gst::loggable_error!(CAT, "unsupported video format {}", info.format().to_str())
+        })?;
+        let mut state = self.state.lock().unwrap();
+        let state = state
+            .as_mut()
+            .ok_or_else(|| gst::loggable_error!(CAT, "caps set before the element started"))?;
+        gst::debug!(CAT, imp = self, "negotiated {incaps}");
+        state.info = Some(info);
+        state.layout = Some(layout);
+        Ok(())
+    }
+
+    fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let cfg = {
+            let s = self.settings.lock().unwrap();
+            (s.engine_config(), s.interval.max(1) as u64)
+        };
+        let (engine_cfg, interval) = cfg;
+        let mut guard = self.state.lock().unwrap();
+        let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+        let (Some(info), Some((layout, matrix))) = (state.info.as_ref(), state.layout) else {
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::Negotiation,
+                ["received a buffer before caps were negotiated"]
+            );
+            return Err(gst::FlowError::NotNegotiated);
+        };
+
+        let frame_number = state.counters.frames;
+        state.counters.frames += 1;
+        let detect = frame_number % interval == 0;
+        state.frame.frame_number = frame_number;
+        state.frame.detected = detect;
+        state.frame.width = info.width();
+        state.frame.height = info.height();
+        state.frame.ended_tracks.clear();
+        state.frame.objects.clear();
+
+        if detect {
+            let vframe =
+                gst_video::VideoFrameRef::from_buffer_ref_readable(buf, info).map_err(|_| {
+                    gst::element_imp_error!(
+                        self,
+                        gst::StreamError::Format,
+                        [
+                            "cannot map a {} buffer of {} bytes as {info:?}",
+                            info.format().to_str(),
+                            buf.size()
+                        ]
+                    );
+                    gst::FlowError::Error
+                })?;
+            let plane = |i: u32| vframe.plane_data(i).unwrap_or(&[]);
+            let strides = vframe.plane_stride();
+            let stride = |i: usize| strides.get(i).copied().unwrap_or(0).max(0) as usize;
+            let (planes, strides) = match info.format() {
+                // YV12 stores V before U.
+                VideoFormat::Yv12 => (
+                    [plane(0), plane(2), plane(1)],
+                    [stride(0), stride(2), stride(1)],
+                ),
+                _ => (
+                    [plane(0), plane(1), plane(2)],
+                    [stride(0), stride(1), stride(2)],
+                ),
+            };
+            let view = FrameView {
+                layout,
+                width: info.width() as usize,
+                height: info.height() as usize,
+                planes,
+                strides,
+                matrix,
+            };
+            state.engine.cfg = engine_cfg;
+            let State { engine, frame, .. } = state;
+            if let Err(e) = engine.run(&view, &mut frame.objects) {
+                drop(vframe);
+                drop(guard);
+                gst::element_imp_error!(self, gst::StreamError::Failed, ["{e}"]);
+                return Err(gst::FlowError::Error);
+            }
+            drop(vframe);
+            state.counters.detected_frames += 1;
+            state.counters.vehicles += state.frame.vehicles().count() as u64;
+            state.counters.plates += state.frame.plates().count() as u64;
+        }
+
+        gst::trace!(
+            CAT,
+            imp = self,
+            "frame {frame_number}: {} objects",
+            state.frame.objects.len()
+        );
+        state.frame.write(buf).map_err(|e| {
+            gst::element_imp_error!(self, gst::CoreError::Failed, ["cannot attach meta: {e}"]);
+            gst::FlowError::Error
+        })?;
+        Ok(gst::FlowSuccess::Ok)
+    }
+}

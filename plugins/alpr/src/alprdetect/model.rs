@@ -1,0 +1,324 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! One detector model: an ONNX Runtime session, its input convention and its output decoder.
+
+use std::path::{Path, PathBuf};
+
+use ort::session::Session;
+use ort::value::{TensorElementType, TensorRef, ValueType};
+
+use super::decode::{self, Family, RawDet};
+use super::preprocess::{FrameView, InputSpec, Letterbox, Preprocessor};
+use crate::meta::BBox;
+
+/// COCO class names, used when a YOLOX model has 80 classes and no names file beside it.
+const COCO: [&str; 80] = [
+    "person",
+    "bicycle",
+    "car",
+    "motorcycle",
+    "airplane",
+    "bus",
+    "train",
+    "truck",
+    "boat",
+    "traffic light",
+    "fire hydrant",
+    "stop sign",
+    "parking meter",
+    "bench",
+    "bird",
+    "cat",
+    "dog",
+    "horse",
+    "sheep",
+    "cow",
+    "elephant",
+    "bear",
+    "zebra",
+    "giraffe",
+    "backpack",
+    "umbrella",
+    "handbag",
+    "tie",
+    "suitcase",
+    "frisbee",
+    "skis",
+    "snowboard",
+    "sports ball",
+    "kite",
+    "baseball bat",
+    "baseball glove",
+    "skateboard",
+    "surfboard",
+    "tennis racket",
+    "bottle",
+    "wine glass",
+    "cup",
+    "fork",
+    "knife",
+    "spoon",
+    "bowl",
+    "banana",
+    "apple",
+    "sandwich",
+    "orange",
+    "broccoli",
+    "carrot",
+    "hot dog",
+    "pizza",
+    "donut",
+    "cake",
+    "chair",
+    "couch",
+    "potted plant",
+    "bed",
+    "dining table",
+    "toilet",
+    "tv",
+    "laptop",
+    "mouse",
+    "remote",
+    "keyboard",
+    "cell phone",
+    "microwave",
+    "oven",
+    "toaster",
+    "sink",
+    "refrigerator",
+    "book",
+    "clock",
+    "vase",
+    "scissors",
+    "teddy bear",
+    "hair drier",
+    "toothbrush",
+];
+
+/// Class names that count as vehicles in a multi-class (COCO-like) detector.
+pub const VEHICLE_CLASS_NAMES: [&str; 5] = ["car", "motorcycle", "bus", "truck", "van"];
+
+/// A detector model ready to run.
+pub struct Detector {
+    session: Session,
+    pub path: PathBuf,
+    pub family: Family,
+    pub spec: InputSpec,
+    /// Class names by id (empty for single-class models).
+    pub class_names: Vec<String>,
+    /// Class ids to keep.
+    wanted: Vec<usize>,
+    tensor: Vec<f32>,
+    pre: Preprocessor,
+    /// Reused decode buffer, so steady-state frames do not allocate.
+    scratch: Vec<RawDet>,
+}
+
+impl std::fmt::Debug for Detector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Detector")
+            .field("path", &self.path)
+            .field("family", &self.family)
+            .field("spec", &self.spec)
+            .finish()
+    }
+}
+
+fn tensor_shape(vt: &ValueType) -> Option<(TensorElementType, Vec<i64>)> {
+    match vt {
+        ValueType::Tensor { ty, shape, .. } => Some((*ty, shape.iter().copied().collect())),
+        _ => None,
+    }
+}
+
+impl Detector {
+    /// Loads `path` and checks that its inputs and outputs are a shape we can decode.
+    pub fn load(path: &Path, threads: u32, names_file: Option<&Path>) -> Result<Self, String> {
+        let session = crate::runtime::open_session(path, threads)?;
+        let bad = |what: String| format!("model {}: {what}", path.display());
+
+        let [input] = session.inputs() else {
+            return Err(bad(format!(
+                "expected one image input, found {}",
+                session.inputs().len()
+            )));
+        };
+        let (ity, ishape) = tensor_shape(input.dtype())
+            .ok_or_else(|| bad(format!("input `{}` is not a tensor", input.name())))?;
+        let (in_h, in_w) = match (ity, ishape.as_slice()) {
+            (TensorElementType::Float32, [_, 3, h, w]) if *h > 0 && *w > 0 => {
+                (*h as usize, *w as usize)
+            }
+            _ => {
+                return Err(bad(format!(
+                    "input `{}` is {ity:?} {ishape:?}, expected float32 [1, 3, H, W] with a fixed H and W",
+                    input.name()
+                )));
+            }
+        };
+        let [output] = session.outputs() else {
+            return Err(bad(format!(
+                "expected one output, found {} ({})",
+                session.outputs().len(),
+                session
+                    .outputs()
+                    .iter()
+                    .map(|o| o.name().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        };
+        let (oty, oshape) = tensor_shape(output.dtype())
+            .ok_or_else(|| bad(format!("output `{}` is not a tensor", output.name())))?;
+        if oty != TensorElementType::Float32 {
+            return Err(bad(format!(
+                "output `{}` is {oty:?}, expected float32",
+                output.name()
+            )));
+        }
+        let family = Family::from_shapes(&oshape, in_w, in_h)
+            .map_err(|e| bad(format!("output `{}`: {e}", output.name())))?;
+
+        // Each family was trained with its own input convention.
+        let spec = match family {
+            Family::YoloxRaw { .. } => InputSpec {
+                width: in_w,
+                height: in_h,
+                bgr: true,
+                scale: 1.0,
+                centered: false,
+                pad: 114.0,
+            },
+            Family::End2End => InputSpec {
+                width: in_w,
+                height: in_h,
+                bgr: false,
+                scale: 1.0 / 255.0,
+                centered: true,
+                pad: 114.0,
+            },
+        };
+
+        let class_names: Vec<String> = match (&family, names_file) {
+            (Family::YoloxRaw { .. }, Some(f)) => std::fs::read_to_string(f)
+                .map_err(|e| format!("class names file {}: {e}", f.display()))?
+                .lines()
+                .map(|l| l.trim().to_string())
+                .filter(|l| !l.is_empty())
+                .collect(),
+            (
+                Family::YoloxRaw {
+                    num_classes: 80, ..
+                },
+                None,
+            ) => COCO.iter().map(|s| s.to_string()).collect(),
+            _ => Vec::new(),
+        };
+        let wanted = match &family {
+            Family::YoloxRaw { num_classes, .. } => {
+                if !class_names.is_empty() && class_names.len() != *num_classes {
+                    return Err(bad(format!(
+                        "the model has {num_classes} classes but its names file lists {}",
+                        class_names.len()
+                    )));
+                }
+                let v: Vec<usize> = class_names
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, n)| VEHICLE_CLASS_NAMES.contains(&n.as_str()))
+                    .map(|(i, _)| i)
+                    .collect();
+                // A dedicated vehicle model without COCO names: every class is a vehicle.
+                if v.is_empty() {
+                    (0..*num_classes).collect()
+                } else {
+                    v
+                }
+            }
+            Family::End2End => Vec::new(),
+        };
+
+        Ok(Detector {
+            session,
+            path: path.to_path_buf(),
+            family,
+            spec,
+            class_names,
+            wanted,
+            tensor: vec![0.0; 3 * in_w * in_h],
+            pre: Preprocessor::default(),
+            scratch: Vec::new(),
+        })
+    }
+
+    pub fn class_name(&self, id: usize) -> &str {
+        self.class_names.get(id).map(String::as_str).unwrap_or("")
+    }
+
+    /// Letterboxes `roi` of `frame` into the input tensor (pre-processing only).
+    pub fn prepare(&mut self, frame: &FrameView<'_>, roi: BBox) -> Option<Letterbox> {
+        self.pre.fill(frame, roi, &self.spec, &mut self.tensor)
+    }
+
+    /// Runs the model on the prepared tensor, appending detections in frame pixels to `out`.
+    /// `threshold` filters scores; NMS is applied for families without it inside.
+    pub fn infer(
+        &mut self,
+        lb: &Letterbox,
+        threshold: f32,
+        nms_iou: f32,
+        out: &mut Vec<RawDet>,
+    ) -> Result<(), String> {
+        let shape = [1usize, 3, self.spec.height, self.spec.width];
+        let input = TensorRef::from_array_view((shape, self.tensor.as_slice()))
+            .map_err(|e| format!("model {}: input tensor: {e}", self.path.display()))?;
+        let outputs = self
+            .session
+            .run(ort::inputs![input])
+            .map_err(|e| format!("model {}: inference failed: {e}", self.path.display()))?;
+        let (_, data) = outputs[0]
+            .try_extract_tensor::<f32>()
+            .map_err(|e| format!("model {}: output: {e}", self.path.display()))?;
+        let start = out.len();
+        match &self.family {
+            Family::YoloxRaw {
+                num_classes,
+                strides,
+            } => {
+                let dets = &mut self.scratch;
+                dets.clear();
+                decode::decode_yolox(
+                    data,
+                    *num_classes,
+                    strides,
+                    self.spec.width,
+                    self.spec.height,
+                    threshold,
+                    &self.wanted,
+                    dets,
+                );
+                decode::nms(dets, nms_iou);
+                out.extend_from_slice(dets);
+            }
+            Family::End2End => decode::decode_end2end(data, threshold, out),
+        }
+        for d in &mut out[start..] {
+            d.bbox = lb.to_frame(d.bbox);
+        }
+        Ok(())
+    }
+
+    /// Pre-processing plus inference on one region.
+    pub fn detect(
+        &mut self,
+        frame: &FrameView<'_>,
+        roi: BBox,
+        threshold: f32,
+        nms_iou: f32,
+        out: &mut Vec<RawDet>,
+    ) -> Result<(), String> {
+        match self.prepare(frame, roi) {
+            Some(lb) => self.infer(&lb, threshold, nms_iou, out),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,31 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+#![allow(clippy::non_send_fields_in_send_ty)]
+//! gst-alpr: automatic licence-plate recognition elements for GStreamer.
+//!
+//! One plugin (`libgstalpr.so`) so that the metas register once. See `meta` for the metadata
+//! contract between the elements and the applications that embed them.
+
+use gst::glib;
+
+pub mod alprdetect;
+pub mod meta;
+pub mod models;
+pub mod runtime;
+
+fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    meta::register();
+    alprdetect::register(plugin)?;
+    Ok(())
+}
+
+gst::plugin_define!(
+    alpr,
+    env!("CARGO_PKG_DESCRIPTION"),
+    plugin_init,
+    concat!(env!("CARGO_PKG_VERSION"), "-", env!("COMMIT_ID")),
+    "MIT/X11",
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_REPOSITORY"),
+    env!("BUILD_REL_DATE")
+);
