@@ -11,7 +11,11 @@ use std::path::{Path, PathBuf};
 
 /// Default locations of the shipped models, relative to a models directory.
 pub const VEHICLE_MODEL: &str = "vehicle/yolox_nano.onnx";
-pub const PLATE_MODEL: &str = "plate/yolo-v9-t-416-license-plates-end2end-int8.onnx";
+/// The int8 copy first; the float upstream file (same inputs and outputs) when only it is there.
+pub const PLATE_MODELS: [&str; 2] = [
+    "plate/yolo-v9-t-416-license-plates-end2end-int8.onnx",
+    "plate/yolo-v9-t-416-license-plates-end2end.onnx",
+];
 pub const OCR_MODEL: &str = "ocr/cct_xs_v2_global.onnx";
 
 /// The per-user cache directory of gst-alpr (`$XDG_CACHE_HOME/gst-alpr` or `~/.cache/gst-alpr`).
@@ -46,8 +50,13 @@ pub fn search_dirs() -> Vec<PathBuf> {
 }
 
 /// Resolves a model: `explicit` (from the property named `property`) wins and must exist;
-/// otherwise `relative` is looked up in [`search_dirs`]. The error lists every place tried.
-pub fn resolve(explicit: Option<&str>, property: &str, relative: &str) -> Result<PathBuf, String> {
+/// otherwise each of `relatives` is looked up in [`search_dirs`], first match wins. The error
+/// lists every place tried.
+pub fn resolve(
+    explicit: Option<&str>,
+    property: &str,
+    relatives: &[&str],
+) -> Result<PathBuf, String> {
     if let Some(p) = explicit.filter(|p| !p.is_empty()) {
         let path = PathBuf::from(p);
         return if path.is_file() {
@@ -60,19 +69,22 @@ pub fn resolve(explicit: Option<&str>, property: &str, relative: &str) -> Result
         };
     }
     let dirs = search_dirs();
-    for d in &dirs {
-        let cand = d.join(relative);
-        if cand.is_file() {
-            return Ok(cand);
+    for relative in relatives {
+        for d in &dirs {
+            let cand = d.join(relative);
+            if cand.is_file() {
+                return Ok(cand);
+            }
         }
     }
-    let tried: Vec<String> = dirs
+    let tried: Vec<String> = relatives
         .iter()
-        .map(|d| d.join(relative).display().to_string())
+        .flat_map(|r| dirs.iter().map(move |d| d.join(r).display().to_string()))
         .collect();
     Err(format!(
-        "model `{relative}` not found (tried: {}). Set the `{property}` property, set \
+        "model `{}` not found (tried: {}). Set the `{property}` property, set \
          ALPR_MODELS_DIR, or run scripts/fetch-models to download it into the cache",
+        relatives.first().copied().unwrap_or_default(),
         if tried.is_empty() {
             "no candidate directories".to_string()
         } else {

@@ -4,7 +4,6 @@ use std::sync::{LazyLock, Mutex};
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
-use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 use gst_video::prelude::*;
 use gst_video::{VideoColorMatrix, VideoColorRange, VideoFormat};
@@ -143,13 +142,13 @@ impl AlprDetect {
         let vehicle_path = models::resolve(
             settings.vehicle_model.as_deref(),
             "vehicle-model",
-            models::VEHICLE_MODEL,
+            &[models::VEHICLE_MODEL],
         )
         .map_err(|e| gst::error_msg!(gst::ResourceError::NotFound, ["{e}"]))?;
         let plate_path = models::resolve(
             settings.plate_model.as_deref(),
             "plate-model",
-            models::PLATE_MODEL,
+            &models::PLATE_MODELS,
         )
         .map_err(|e| gst::error_msg!(gst::ResourceError::NotFound, ["{e}"]))?;
         crate::runtime::ensure().map_err(|e| gst::error_msg!(gst::LibraryError::Init, ["{e}"]))?;
@@ -430,28 +429,19 @@ impl BaseTransformImpl for AlprDetect {
         Ok(())
     }
 
-    fn sink_event(&self, event: gst::Event) -> bool {
-        if let gst::EventView::Caps(c) = event.view() {
-            let caps = c.caps();
-            let template = self.obj().sink_pad().pad_template_caps();
-            if !caps.can_intersect(&template) {
-                gst::element_imp_error!(
-                    self,
-                    gst::CoreError::Negotiation,
-                    [
-                        "alprdetect cannot read {caps}: it takes raw video in one of {} \
-                         (put videoconvert before alprdetect)",
-                        FORMATS
-                            .iter()
-                            .map(|f| f.to_str().to_string())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ]
-                );
-                return false;
-            }
+    fn accept_caps(&self, direction: gst::PadDirection, caps: &gst::Caps) -> bool {
+        let ok = self.parent_accept_caps(direction, caps);
+        if !ok {
+            // Not an error on the bus: decodebin and friends probe with caps they may not use.
+            gst::warning!(
+                CAT,
+                imp = self,
+                "cannot take {caps}: alprdetect reads raw video in one of {} (put videoconvert \
+                 before alprdetect)",
+                FORMATS.iter().map(|f| f.to_str().as_str()).collect::<Vec<_>>().join(", ")
+            );
         }
-        self.parent_sink_event(event)
+        ok
     }
 
     fn set_caps(&self, incaps: &gst::Caps, _outcaps: &gst::Caps) -> Result<(), gst::LoggableError> {

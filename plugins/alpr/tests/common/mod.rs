@@ -1,0 +1,115 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Helpers shared by the integration tests: plugin registration, test assets, image decoding.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Once;
+
+use gst::prelude::*;
+
+pub fn init() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        gst::init().unwrap();
+        gstalpr::plugin_register_static().expect("register the alpr plugin");
+    });
+}
+
+fn shared(var: &str, sub: &str) -> PathBuf {
+    if let Some(d) = std::env::var_os(var).filter(|v| !v.is_empty()) {
+        return PathBuf::from(d);
+    }
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    for anc in manifest.ancestors() {
+        let cand = anc.join("shared").join(sub);
+        if cand.is_dir() {
+            return cand;
+        }
+    }
+    panic!(
+        "test assets not found: set {var} or provide ../shared/{sub} beside the project \
+         (see README: scripts/test sets it up)"
+    );
+}
+
+/// Sample clips (`../shared/media` or `$ALPR_MEDIA_DIR`).
+pub fn media(name: &str) -> PathBuf {
+    let p = shared("ALPR_MEDIA_DIR", "media").join(name);
+    assert!(p.is_file(), "missing test clip {}", p.display());
+    p
+}
+
+/// Labelled benchmark images (`../shared/data` or `$ALPR_DATA_DIR`).
+pub fn data_dir() -> PathBuf {
+    shared("ALPR_DATA_DIR", "data")
+}
+
+/// One labelled image of the openalpr benchmark: the file and the plate box and text.
+#[derive(Debug, Clone)]
+pub struct Labelled {
+    pub image: PathBuf,
+    pub bbox: (f32, f32, f32, f32),
+    pub text: String,
+}
+
+pub fn openalpr(region: &str) -> Vec<Labelled> {
+    let dir = data_dir().join("openalpr").join(region);
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "txt") {
+            let line = std::fs::read_to_string(&p).unwrap();
+            let f: Vec<&str> = line.trim().split('\t').collect();
+            assert_eq!(f.len(), 6, "{}: expected 6 tab-separated fields", p.display());
+            v.push(Labelled {
+                image: dir.join(f[0]),
+                bbox: (
+                    f[1].parse().unwrap(),
+                    f[2].parse().unwrap(),
+                    f[3].parse().unwrap(),
+                    f[4].parse().unwrap(),
+                ),
+                text: f[5].to_string(),
+            });
+        }
+    }
+    v.sort_by(|a, b| a.image.cmp(&b.image));
+    v
+}
+
+/// Decodes a still image (or the first frame of a clip) with GStreamer into `format`.
+pub fn decode_image(path: &std::path::Path, format: &str) -> (gst::Caps, gst::Buffer) {
+    let desc = format!(
+        "filesrc location=\"{}\" ! decodebin ! videoconvert ! video/x-raw,format={format} ! appsink name=sink sync=false",
+        path.display()
+    );
+    let pipeline = gst::parse::launch(&desc)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let sink = pipeline
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let sample = sink
+        .pull_preroll()
+        .unwrap_or_else(|e| panic!("decoding {}: {e}", path.display()));
+    pipeline.set_state(gst::State::Null).unwrap();
+    (
+        sample.caps().unwrap().to_owned(),
+        sample.buffer().unwrap().to_owned(),
+    )
+}
+
+/// Collects the error messages posted on a bus.
+pub fn bus_errors(bus: &gst::Bus) -> Vec<String> {
+    let mut v = Vec::new();
+    while let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
+        if let gst::MessageView::Error(e) = msg.view() {
+            v.push(format!("{} ({:?})", e.error(), e.debug()));
+        }
+    }
+    v
+}
