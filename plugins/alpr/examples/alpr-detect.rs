@@ -40,7 +40,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("usage: alpr-detect VIDEO [OUT.jsonl] [property=value ...]");
         std::process::exit(2);
     };
-    let out_path = args.get(1).cloned().unwrap_or_else(|| "output/detections.jsonl".into());
+    let out_path = args
+        .get(1)
+        .cloned()
+        .unwrap_or_else(|| "output/detections.jsonl".into());
     let props = args.iter().skip(2).cloned().collect::<Vec<_>>().join(" ");
 
     gst::init()?;
@@ -57,7 +60,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(dir) = std::path::Path::new(&out_path).parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let out = Arc::new(Mutex::new(std::io::BufWriter::new(std::fs::File::create(&out_path)?)));
+    let out = Arc::new(Mutex::new(std::io::BufWriter::new(std::fs::File::create(
+        &out_path,
+    )?)));
     let summary = Arc::new(Mutex::new(Summary::default()));
     let (out2, sum2) = (out.clone(), summary.clone());
     detect
@@ -116,7 +121,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             gst::MessageView::Error(e) => {
                 result = Err(format!(
                     "{}: {}",
-                    e.src().map(|s| s.path_string().to_string()).unwrap_or_default(),
+                    e.src()
+                        .map(|s| s.path_string().to_string())
+                        .unwrap_or_default(),
                     e.error()
                 ));
                 break;

@@ -8,6 +8,8 @@
 use gst::glib;
 
 pub mod alprdetect;
+pub mod alprocr;
+pub mod alprtrack;
 pub mod meta;
 pub mod models;
 pub mod runtime;

@@ -59,7 +59,10 @@ fn finds_labelled_plates_on_openalpr_benchmark() {
         }
     }
     let rate = found as f64 / total as f64;
-    println!("labelled plate found on {found}/{total} images ({:.1}%)", rate * 100.0);
+    println!(
+        "labelled plate found on {found}/{total} images ({:.1}%)",
+        rate * 100.0
+    );
     for m in &misses {
         println!("  missed: {m}");
     }
@@ -134,7 +137,10 @@ fn boxes_agree_across_raw_formats() {
             for f in formats {
                 let what = format!("{} {f}", img.display());
                 for d in box_deviations(family_ref, &run(f), &what) {
-                    assert!(d <= 2.0, "{what}: a box differs by {d:.1} px within its family");
+                    assert!(
+                        d <= 2.0,
+                        "{what}: a box differs by {d:.1} px within its family"
+                    );
                 }
             }
         }
@@ -189,7 +195,10 @@ fn clip_through_parse_launch_attaches_readable_meta() {
                 f.width == 640
                     && f.height == 352
                     && f.objects.iter().all(|o| {
-                        o.bbox.x >= 0.0 && o.bbox.y >= 0.0 && o.bbox.x2() <= 640.5 && o.bbox.y2() <= 352.5
+                        o.bbox.x >= 0.0
+                            && o.bbox.y >= 0.0
+                            && o.bbox.x2() <= 640.5
+                            && o.bbox.y2() <= 352.5
                     })
             });
             seen2.lock().unwrap().push((n, rois, geometry_ok));
@@ -209,14 +218,21 @@ fn clip_through_parse_launch_attaches_readable_meta() {
     }
     let seen = seen.lock().unwrap();
     // identity stops the stream after 72 frames; a few in flight may still arrive.
-    assert!(seen.len() >= 72, "only {} frames seen downstream", seen.len());
+    assert!(
+        seen.len() >= 72,
+        "only {} frames seen downstream",
+        seen.len()
+    );
     let with_vehicles = seen.iter().filter(|s| s.0 > 0).count();
     assert!(
         with_vehicles * 10 >= seen.len() * 8,
         "vehicles on only {with_vehicles}/{} frames",
         seen.len()
     );
-    assert!(seen.iter().all(|s| s.2), "meta missing or boxes outside the frame");
+    assert!(
+        seen.iter().all(|s| s.2),
+        "meta missing or boxes outside the frame"
+    );
     assert!(
         seen.iter().all(|s| s.1 >= s.0),
         "every object has its region-of-interest meta"
@@ -264,9 +280,15 @@ fn start_fails_with(props: &[(&str, &dyn ToValue)], expect: &[&str]) {
     let _ = pipeline.state(gst::ClockTime::from_seconds(10));
     let errors = common::bus_errors(&pipeline.bus().unwrap()).join("\n");
     pipeline.set_state(gst::State::Null).unwrap();
-    assert!(res.is_err(), "alprdetect started although it should fail with {expect:?}");
+    assert!(
+        res.is_err(),
+        "alprdetect started although it should fail with {expect:?}"
+    );
     for e in expect {
-        assert!(errors.contains(e), "error {errors:?} does not mention {e:?}");
+        assert!(
+            errors.contains(e),
+            "error {errors:?} does not mention {e:?}"
+        );
     }
 }
 
@@ -320,10 +342,7 @@ fn unsupported_caps_are_refused() {
     let err = gst::parse::launch("videotestsrc ! video/x-raw,format=GRAY8 ! alprdetect ! fakesink")
         .expect_err("GRAY8 cannot link to alprdetect");
     let msg = err.to_string();
-    assert!(
-        msg.contains("alprdetect") && msg.contains("GRAY8"),
-        "{msg}"
-    );
+    assert!(msg.contains("alprdetect") && msg.contains("GRAY8"), "{msg}");
     // Pushed anyway (an app that skips negotiation), the buffer is refused as not negotiated.
     let mut h = harness(&[]);
     let caps = gst::Caps::builder("video/x-raw")
@@ -342,11 +361,18 @@ fn unsupported_caps_are_refused() {
 #[test]
 fn missing_onnxruntime_says_how_to_install() {
     if std::env::var_os("ALPR_TEST_CHILD").is_some() {
-        start_fails_with(&[], &["ONNX Runtime library could not be loaded", "scripts/setup"]);
+        start_fails_with(
+            &[],
+            &["ONNX Runtime library could not be loaded", "scripts/setup"],
+        );
         return;
     }
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["missing_onnxruntime_says_how_to_install", "--exact", "--nocapture"])
+        .args([
+            "missing_onnxruntime_says_how_to_install",
+            "--exact",
+            "--nocapture",
+        ])
         .env("ALPR_TEST_CHILD", "1")
         .env("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so.1.32.0")
         .output()

@@ -438,7 +438,11 @@ impl BaseTransformImpl for AlprDetect {
                 imp = self,
                 "cannot take {caps}: alprdetect reads raw video in one of {} (put videoconvert \
                  before alprdetect)",
-                FORMATS.iter().map(|f| f.to_str().as_str()).collect::<Vec<_>>().join(", ")
+                FORMATS
+                    .iter()
+                    .map(|f| f.to_str().as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
         ok

@@ -254,6 +254,11 @@ impl Detector {
         self.class_names.get(id).map(String::as_str).unwrap_or("")
     }
 
+    /// The input tensor as last prepared (planar, `3 x height x width`).
+    pub fn tensor(&self) -> &[f32] {
+        &self.tensor
+    }
+
     /// Letterboxes `roi` of `frame` into the input tensor (pre-processing only).
     pub fn prepare(&mut self, frame: &FrameView<'_>, roi: BBox) -> Option<Letterbox> {
         self.pre.fill(frame, roi, &self.spec, &mut self.tensor)

@@ -60,7 +60,12 @@ pub fn openalpr(region: &str) -> Vec<Labelled> {
         if p.extension().is_some_and(|x| x == "txt") {
             let line = std::fs::read_to_string(&p).unwrap();
             let f: Vec<&str> = line.trim().split('\t').collect();
-            assert_eq!(f.len(), 6, "{}: expected 6 tab-separated fields", p.display());
+            assert_eq!(
+                f.len(),
+                6,
+                "{}: expected 6 tab-separated fields",
+                p.display()
+            );
             v.push(Labelled {
                 image: dir.join(f[0]),
                 bbox: (
