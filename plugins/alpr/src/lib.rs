@@ -17,6 +17,7 @@ pub mod runtime;
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     meta::register();
     alprdetect::register(plugin)?;
+    alprtrack::register(plugin)?;
     Ok(())
 }
 

@@ -76,3 +76,8 @@ fn check(element: &str) {
 fn alprdetect_inspect_snapshot() {
     check("alprdetect");
 }
+
+#[test]
+fn alprtrack_inspect_snapshot() {
+    check("alprtrack");
+}

@@ -59,18 +59,30 @@ impl Family {
     }
 }
 
-/// Decodes a YOLOX raw head. `wanted(class)` selects the classes to keep; for each anchor the best
-/// wanted class is taken, scored `objectness * class probability`.
+/// Geometry of a YOLOX raw head.
+#[derive(Debug, Clone, Copy)]
+pub struct YoloxGrid<'a> {
+    pub num_classes: usize,
+    pub strides: &'a [usize],
+    pub in_w: usize,
+    pub in_h: usize,
+}
+
+/// Decodes a YOLOX raw head. `wanted` lists the classes to keep; for each anchor the best wanted
+/// class is taken, scored `objectness * class probability`. NaN scores never pass.
 pub fn decode_yolox(
     out: &[f32],
-    num_classes: usize,
-    strides: &[usize],
-    in_w: usize,
-    in_h: usize,
+    grid: YoloxGrid<'_>,
     threshold: f32,
     wanted: &[usize],
     dets: &mut Vec<RawDet>,
 ) {
+    let YoloxGrid {
+        num_classes,
+        strides,
+        in_w,
+        in_h,
+    } = grid;
     let row = 5 + num_classes;
     let mut idx = 0usize;
     for &s in strides {
@@ -82,8 +94,7 @@ pub fn decode_yolox(
                 };
                 idx += 1;
                 let obj = r[4];
-                // NaN compares false, so a NaN objectness is skipped here.
-                if !(obj >= threshold) {
+                if obj.is_nan() || obj < threshold {
                     continue;
                 }
                 let mut best = (0.0f32, usize::MAX);
@@ -95,7 +106,7 @@ pub fn decode_yolox(
                     }
                 }
                 let score = obj * best.0;
-                if best.1 == usize::MAX || !(score >= threshold) {
+                if best.1 == usize::MAX || score.is_nan() || score < threshold {
                     continue;
                 }
                 let s = s as f32;
@@ -120,7 +131,7 @@ pub fn decode_yolox(
 pub fn decode_end2end(out: &[f32], threshold: f32, dets: &mut Vec<RawDet>) {
     for r in out.chunks_exact(7) {
         let score = r[6];
-        if !(score >= threshold) {
+        if score.is_nan() || score < threshold {
             continue;
         }
         let bbox = BBox::from_corners(r[1], r[2], r[3], r[4]);
@@ -171,6 +182,13 @@ mod tests {
         assert!(e.contains("unsupported output shape"), "{e}");
     }
 
+    const GRID: YoloxGrid<'static> = YoloxGrid {
+        num_classes: 2,
+        strides: &[8, 16, 32],
+        in_w: 16,
+        in_h: 16,
+    };
+
     #[test]
     fn yolox_grid_decode() {
         // A 16x16 input has grids 2x2 (s8), 1x1 (s16), 0 (s32): 5 anchors, 2 classes.
@@ -179,7 +197,7 @@ mod tests {
         let r = &mut out[3 * 7..4 * 7];
         r.copy_from_slice(&[0.5, 0.5, 0.0, 1.0f32.ln(), 0.9, 0.1, 0.8]);
         let mut dets = Vec::new();
-        decode_yolox(&out, 2, &[8, 16, 32], 16, 16, 0.3, &[1], &mut dets);
+        decode_yolox(&out, GRID, 0.3, &[1], &mut dets);
         assert_eq!(dets.len(), 1);
         let d = dets[0];
         assert_eq!(d.class_id, 1);
@@ -187,11 +205,11 @@ mod tests {
         assert!((d.bbox.x - 8.0).abs() < 1e-5 && (d.bbox.w - 8.0).abs() < 1e-5);
         // Class 0 alone is below threshold.
         dets.clear();
-        decode_yolox(&out, 2, &[8, 16, 32], 16, 16, 0.3, &[0], &mut dets);
+        decode_yolox(&out, GRID, 0.3, &[0], &mut dets);
         assert!(dets.is_empty());
         // NaN never produces a box.
         out[3 * 7 + 4] = f32::NAN;
-        decode_yolox(&out, 2, &[8, 16, 32], 16, 16, 0.3, &[1], &mut dets);
+        decode_yolox(&out, GRID, 0.3, &[1], &mut dets);
         assert!(dets.is_empty());
     }
 

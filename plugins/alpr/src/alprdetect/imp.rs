@@ -144,20 +144,20 @@ impl AlprDetect {
             "vehicle-model",
             &[models::VEHICLE_MODEL],
         )
-        .map_err(|e| gst::error_msg!(gst::ResourceError::NotFound, ["{e}"]))?;
+        .map_err(|e| gst::error_msg!(gst::ResourceError::NotFound, ("{e}")))?;
         let plate_path = models::resolve(
             settings.plate_model.as_deref(),
             "plate-model",
             &models::PLATE_MODELS,
         )
-        .map_err(|e| gst::error_msg!(gst::ResourceError::NotFound, ["{e}"]))?;
-        crate::runtime::ensure().map_err(|e| gst::error_msg!(gst::LibraryError::Init, ["{e}"]))?;
+        .map_err(|e| gst::error_msg!(gst::ResourceError::NotFound, ("{e}")))?;
+        crate::runtime::ensure().map_err(|e| gst::error_msg!(gst::LibraryError::Init, ("{e}")))?;
 
         let names = models::sibling(&vehicle_path, "coco_classes.txt");
         let vehicle = Detector::load(&vehicle_path, settings.threads, names.as_deref())
-            .map_err(|e| gst::error_msg!(gst::ResourceError::OpenRead, ["vehicle-model: {e}"]))?;
+            .map_err(|e| gst::error_msg!(gst::ResourceError::OpenRead, ("vehicle-model: {e}")))?;
         let plate = Detector::load(&plate_path, settings.threads, None)
-            .map_err(|e| gst::error_msg!(gst::ResourceError::OpenRead, ["plate-model: {e}"]))?;
+            .map_err(|e| gst::error_msg!(gst::ResourceError::OpenRead, ("plate-model: {e}")))?;
         gst::info!(
             CAT,
             imp = self,
@@ -476,7 +476,7 @@ impl BaseTransformImpl for AlprDetect {
             gst::element_imp_error!(
                 self,
                 gst::CoreError::Negotiation,
-                ["received a buffer before caps were negotiated"]
+                ("received a buffer before caps were negotiated")
             );
             return Err(gst::FlowError::NotNegotiated);
         };
@@ -497,11 +497,11 @@ impl BaseTransformImpl for AlprDetect {
                     gst::element_imp_error!(
                         self,
                         gst::StreamError::Format,
-                        [
+                        (
                             "cannot map a {} buffer of {} bytes as {info:?}",
                             info.format().to_str(),
                             buf.size()
-                        ]
+                        )
                     );
                     gst::FlowError::Error
                 })?;
@@ -532,7 +532,7 @@ impl BaseTransformImpl for AlprDetect {
             if let Err(e) = engine.run(&view, &mut frame.objects) {
                 drop(vframe);
                 drop(guard);
-                gst::element_imp_error!(self, gst::StreamError::Failed, ["{e}"]);
+                gst::element_imp_error!(self, gst::StreamError::Failed, ("{e}"));
                 return Err(gst::FlowError::Error);
             }
             drop(vframe);
@@ -548,7 +548,7 @@ impl BaseTransformImpl for AlprDetect {
             state.frame.objects.len()
         );
         state.frame.write(buf).map_err(|e| {
-            gst::element_imp_error!(self, gst::CoreError::Failed, ["cannot attach meta: {e}"]);
+            gst::element_imp_error!(self, gst::CoreError::Failed, ("cannot attach meta: {e}"));
             gst::FlowError::Error
         })?;
         Ok(gst::FlowSuccess::Ok)

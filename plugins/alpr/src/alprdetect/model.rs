@@ -291,16 +291,13 @@ impl Detector {
             } => {
                 let dets = &mut self.scratch;
                 dets.clear();
-                decode::decode_yolox(
-                    data,
-                    *num_classes,
+                let grid = decode::YoloxGrid {
+                    num_classes: *num_classes,
                     strides,
-                    self.spec.width,
-                    self.spec.height,
-                    threshold,
-                    &self.wanted,
-                    dets,
-                );
+                    in_w: self.spec.width,
+                    in_h: self.spec.height,
+                };
+                decode::decode_yolox(data, grid, threshold, &self.wanted, dets);
                 decode::nms(dets, nms_iou);
                 out.extend_from_slice(dets);
             }

@@ -84,7 +84,7 @@ impl YuvMatrix {
     }
 
     #[inline(always)]
-    fn to_rgb(&self, y: f32, u: f32, v: f32) -> [f32; 3] {
+    fn to_rgb(self, y: f32, u: f32, v: f32) -> [f32; 3] {
         let y = (y - self.y_off) * self.y_mul;
         let u = (u - 128.0) * self.c_mul;
         let v = (v - 128.0) * self.c_mul;
