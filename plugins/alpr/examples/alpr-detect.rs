@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! Runs `filesrc ! decodebin ! videoconvert ! alprdetect ! fakesink` on a video file and writes
-//! one JSON line per frame with what alprdetect found, reading it through the metadata API.
+//! Runs `filesrc ! decodebin ! videoconvert ! alprdetect [! alprtrack] ! fakesink` on a video
+//! file and writes one JSON line per frame with what was found, read through the metadata API.
 //!
-//!   cargo run --release --example alpr-detect -- VIDEO [OUT.jsonl] [alprdetect properties...]
+//!   cargo run --release --example alpr-detect -- [--track] VIDEO [OUT.jsonl] [alprdetect props...]
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -32,12 +32,18 @@ struct Summary {
     frames_with_vehicles: u64,
     vehicles: u64,
     plates: u64,
+    /// Frames each vehicle track was seen on.
+    track_lengths: std::collections::BTreeMap<u64, u64>,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let track = args.first().is_some_and(|a| a == "--track");
+    if track {
+        args.remove(0);
+    }
     let Some(video) = args.first() else {
-        eprintln!("usage: alpr-detect VIDEO [OUT.jsonl] [property=value ...]");
+        eprintln!("usage: alpr-detect [--track] VIDEO [OUT.jsonl] [property=value ...]");
         std::process::exit(2);
     };
     let out_path = args
@@ -49,13 +55,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     gst::init()?;
     gstalpr::plugin_register_static()?;
     let desc = format!(
-        "filesrc location={} ! decodebin ! videoconvert ! alprdetect name=detect {props} ! fakesink",
-        glib_quote(video)
+        "filesrc location={} ! decodebin ! videoconvert ! alprdetect {props} {} ! identity name=tap \
+         ! fakesink",
+        glib_quote(video),
+        if track {
+            // Tracker properties, e.g. ALPR_TRACK_PROPS="track-thresh=0.45 new-track-thresh=0.55".
+            format!(
+                "! alprtrack {}",
+                std::env::var("ALPR_TRACK_PROPS").unwrap_or_default()
+            )
+        } else {
+            String::new()
+        }
     );
     let pipeline = gst::parse::launch(&desc)?
         .downcast::<gst::Pipeline>()
         .map_err(|_| "not a pipeline")?;
-    let detect = pipeline.by_name("detect").ok_or("no alprdetect")?;
+    let tap = pipeline.by_name("tap").ok_or("no tap")?;
 
     if let Some(dir) = std::path::Path::new(&out_path).parent() {
         std::fs::create_dir_all(dir)?;
@@ -65,8 +81,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?)));
     let summary = Arc::new(Mutex::new(Summary::default()));
     let (out2, sum2) = (out.clone(), summary.clone());
-    detect
-        .static_pad("src")
+    tap.static_pad("src")
         .ok_or("no src pad")?
         .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
             let Some(buf) = info.buffer() else {
@@ -83,12 +98,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             if nv > 0 {
                 s.frames_with_vehicles += 1;
             }
+            for v in frame.vehicles().filter(|v| v.track_id != 0) {
+                *s.track_lengths.entry(v.track_id).or_default() += 1;
+            }
             let objs: Vec<String> = frame
                 .objects
                 .iter()
                 .map(|o| {
                     format!(
-                        "{{\"id\":{},\"kind\":{},\"class\":{},\"confidence\":{:.3},\"box\":[{:.1},{:.1},{:.1},{:.1}],\"parent\":{}}}",
+                        "{{\"id\":{},\"kind\":{},\"class\":{},\"confidence\":{:.3},\"box\":[{:.1},{:.1},{:.1},{:.1}],\"parent\":{},\"track\":{},\"predicted\":{}}}",
                         o.id,
                         json_str(o.kind_or_vehicle().as_str()),
                         json_str(&o.class),
@@ -97,7 +115,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         o.bbox.y,
                         o.bbox.w,
                         o.bbox.h,
-                        o.parent_id.unwrap_or(0)
+                        o.parent_id.unwrap_or(0),
+                        o.track_id,
+                        o.predicted
                     )
                 })
                 .collect();
@@ -147,6 +167,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         s.plates,
         out_path
     );
+    if track {
+        let n = s.track_lengths.len();
+        let total: u64 = s.track_lengths.values().sum();
+        println!(
+            "  {n} vehicle tracks, mean length {:.1} frames",
+            total as f64 / n.max(1) as f64
+        );
+    }
     Ok(())
 }
 
