@@ -102,32 +102,43 @@ impl Engine {
         let cfg = self.cfg.clone();
         self.times.frames += 1;
 
+        // Vehicle pass on the full frame.
         self.vehicles.clear();
-        Self::timed(
-            &mut self.vehicle,
-            &mut self.times,
-            frame,
-            full,
-            cfg.vehicle_threshold,
-            cfg.nms_iou,
-            &mut self.vehicles,
-        )?;
+        let t0 = Instant::now();
+        let full_lb = self.vehicle.prepare(frame, full);
+        self.times.preprocess += t0.elapsed();
+        if let Some(lb) = full_lb {
+            let t1 = Instant::now();
+            self.times.model_inputs += 1;
+            self.vehicle
+                .infer(&lb, cfg.vehicle_threshold, cfg.nms_iou, &mut self.vehicles)?;
+            self.times.inference += t1.elapsed();
+        }
         for v in &mut self.vehicles {
             v.bbox = v.bbox.clip(frame.width as u32, frame.height as u32);
         }
         self.vehicles.retain(|v| v.bbox.w >= 1.0 && v.bbox.h >= 1.0);
 
+        // Full-frame plate pass: same region and input size as the vehicle pass, so its input is
+        // derived from the vehicle input instead of resampling the frame again.
         self.plates.clear();
         if cfg.plate_mode != PlateMode::Vehicles {
-            Self::timed(
-                &mut self.plate,
-                &mut self.times,
-                frame,
-                full,
-                cfg.plate_threshold,
-                cfg.nms_iou,
-                &mut self.plates,
-            )?;
+            let t0 = Instant::now();
+            let lb = match full_lb {
+                Some(vlb) => self
+                    .plate
+                    .prepare_from(&self.vehicle, &vlb)
+                    .or_else(|| self.plate.prepare(frame, full)),
+                None => None,
+            };
+            self.times.preprocess += t0.elapsed();
+            if let Some(lb) = lb {
+                let t1 = Instant::now();
+                self.times.model_inputs += 1;
+                self.plate
+                    .infer(&lb, cfg.plate_threshold, cfg.nms_iou, &mut self.plates)?;
+                self.times.inference += t1.elapsed();
+            }
         }
         if cfg.plate_mode != PlateMode::FullFrame {
             let pw = self.plate.spec.width as f32;

@@ -264,6 +264,18 @@ impl Detector {
         self.pre.fill(frame, roi, &self.spec, &mut self.tensor)
     }
 
+    /// Prepares the input from another detector's input for the same region (see
+    /// [`Preprocessor::derive`]); `None` when the input sizes differ.
+    pub fn prepare_from(&mut self, other: &Detector, other_lb: &Letterbox) -> Option<Letterbox> {
+        Preprocessor::derive(
+            &other.tensor,
+            &other.spec,
+            other_lb,
+            &self.spec,
+            &mut self.tensor,
+        )
+    }
+
     /// Runs the model on the prepared tensor, appending detections in frame pixels to `out`.
     /// `threshold` filters scores; NMS is applied for families without it inside.
     pub fn infer(

@@ -33,6 +33,9 @@ pub struct Letterbox {
     /// Top-left of the source region in frame pixels.
     pub origin_x: f32,
     pub origin_y: f32,
+    /// Size of the scaled image inside the model input (the rest is padding).
+    pub content_w: usize,
+    pub content_h: usize,
 }
 
 impl Letterbox {
@@ -288,6 +291,57 @@ impl Preprocessor {
             offset_y: oy as f32,
             origin_x: x0 as f32,
             origin_y: y0 as f32,
+            content_w: nw,
+            content_h: nh,
+        })
+    }
+
+    /// Builds the input of a second model from one already filled for the same region and input
+    /// size: the scaled pixels are the same, only channel order, value scale and placement
+    /// differ. This saves a second resampling of the frame (vehicle and plate full-frame passes).
+    /// Returns `None` when the input sizes differ.
+    pub fn derive(
+        src: &[f32],
+        src_spec: &InputSpec,
+        src_lb: &Letterbox,
+        spec: &InputSpec,
+        out: &mut [f32],
+    ) -> Option<Letterbox> {
+        if (src_spec.width, src_spec.height) != (spec.width, spec.height) {
+            return None;
+        }
+        let (w, h) = (spec.width, spec.height);
+        let plane = w * h;
+        let (nw, nh) = (src_lb.content_w, src_lb.content_h);
+        let (ox, oy) = if spec.centered {
+            let dw = (w - nw) as f32 / 2.0;
+            let dh = (h - nh) as f32 / 2.0;
+            (
+                (dw - 0.1).round().max(0.0) as usize,
+                (dh - 0.1).round().max(0.0) as usize,
+            )
+        } else {
+            (0, 0)
+        };
+        let (sox, soy) = (src_lb.offset_x as usize, src_lb.offset_y as usize);
+        let k = spec.scale / src_spec.scale;
+        out.fill(spec.pad * spec.scale);
+        for c in 0..3 {
+            // Channel c of the output in RGB terms lives in plane `rgb_plane(c)` of each tensor.
+            let sp = if src_spec.bgr { 2 - c } else { c };
+            let dp = if spec.bgr { 2 - c } else { c };
+            for y in 0..nh {
+                let s0 = sp * plane + (y + soy) * w + sox;
+                let d0 = dp * plane + (y + oy) * w + ox;
+                for (d, s) in out[d0..d0 + nw].iter_mut().zip(&src[s0..s0 + nw]) {
+                    *d = *s * k;
+                }
+            }
+        }
+        Some(Letterbox {
+            offset_x: ox as f32,
+            offset_y: oy as f32,
+            ..*src_lb
         })
     }
 }
@@ -449,6 +503,55 @@ mod tests {
         assert!((g[0] - 128.0).abs() < 1.0 && (g[1] - 128.0).abs() < 1.0);
         let r = m.to_rgb(81.0, 90.0, 240.0);
         assert!(r[0] > 250.0 && r[1] < 5.0 && r[2] < 5.0, "{r:?}");
+    }
+
+    #[test]
+    fn derived_input_equals_a_direct_fill() {
+        let data: Vec<u8> = (0..64 * 40 * 3).map(|i| (i * 7 % 251) as u8).collect();
+        let frame = FrameView {
+            layout: Layout::Packed {
+                r: 0,
+                g: 1,
+                b: 2,
+                bpp: 3,
+            },
+            width: 64,
+            height: 40,
+            planes: [&data, &[], &[]],
+            strides: [64 * 3, 0, 0],
+            matrix: YuvMatrix::bt601_limited(),
+        };
+        let roi = BBox::new(0.0, 0.0, 64.0, 40.0);
+        let yolox = InputSpec {
+            width: 32,
+            height: 32,
+            bgr: true,
+            scale: 1.0,
+            centered: false,
+            pad: 114.0,
+        };
+        let yolo9 = InputSpec {
+            bgr: false,
+            scale: 1.0 / 255.0,
+            centered: true,
+            ..yolox
+        };
+        let mut p = Preprocessor::default();
+        let mut a = vec![0.0; 3 * 32 * 32];
+        let lb_a = p.fill(&frame, roi, &yolox, &mut a).unwrap();
+        let mut direct = vec![0.0; 3 * 32 * 32];
+        let lb_direct = p.fill(&frame, roi, &yolo9, &mut direct).unwrap();
+        let mut derived = vec![0.0; 3 * 32 * 32];
+        let lb = Preprocessor::derive(&a, &yolox, &lb_a, &yolo9, &mut derived).unwrap();
+        assert_eq!(lb, lb_direct);
+        let worst = direct
+            .iter()
+            .zip(&derived)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-5, "worst difference {worst}");
+        let other_size = InputSpec { width: 16, ..yolo9 };
+        assert!(Preprocessor::derive(&a, &yolox, &lb_a, &other_size, &mut derived).is_none());
     }
 
     #[test]
