@@ -10,12 +10,14 @@ use gst::glib;
 pub mod alprdetect;
 pub mod alprocr;
 pub mod alprtrack;
+pub mod event;
 pub mod meta;
 pub mod models;
 pub mod runtime;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     meta::register();
+    event::register();
     alprdetect::register(plugin)?;
     alprtrack::register(plugin)?;
     Ok(())
