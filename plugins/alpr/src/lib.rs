@@ -7,6 +7,7 @@
 
 use gst::glib;
 
+pub mod alprcsvsink;
 pub mod alprdetect;
 pub mod alprocr;
 pub mod alprtrack;
@@ -14,12 +15,15 @@ pub mod event;
 pub mod meta;
 pub mod models;
 pub mod runtime;
+pub mod video;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     meta::register();
     event::register();
     alprdetect::register(plugin)?;
     alprtrack::register(plugin)?;
+    alprocr::register(plugin)?;
+    alprcsvsink::register(plugin)?;
     Ok(())
 }
 

@@ -17,6 +17,8 @@ pub const PLATE_MODELS: [&str; 2] = [
     "plate/yolo-v9-t-416-license-plates-end2end.onnx",
 ];
 pub const OCR_MODEL: &str = "ocr/cct_xs_v2_global.onnx";
+/// The OCR model's config (alphabet, slots, input size), found beside the model by default.
+pub const OCR_CONFIG: &str = "ocr/cct_xs_v2_global_plate_config.yaml";
 
 /// The per-user cache directory of gst-alpr (`$XDG_CACHE_HOME/gst-alpr` or `~/.cache/gst-alpr`).
 pub fn cache_dir() -> Option<PathBuf> {

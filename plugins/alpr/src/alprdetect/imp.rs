@@ -5,13 +5,11 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
-use gst_video::prelude::*;
-use gst_video::{VideoColorMatrix, VideoColorRange, VideoFormat};
 
 use super::AlprPlateMode;
 use super::engine::{Engine, EngineConfig};
 use super::model::Detector;
-use super::preprocess::{FrameView, Layout, YuvMatrix};
+use super::preprocess::{Layout, YuvMatrix};
 use crate::meta::AlprFrame;
 use crate::models;
 
@@ -29,24 +27,6 @@ const DEFAULT_NMS_IOU: f32 = 0.45;
 const DEFAULT_THREADS: u32 = 0;
 const DEFAULT_INTERVAL: u32 = 1;
 const DEFAULT_MAX_VEHICLE_CROPS: u32 = 8;
-
-/// Raw formats the pre-processor reads directly.
-pub const FORMATS: [VideoFormat; 14] = [
-    VideoFormat::Rgb,
-    VideoFormat::Bgr,
-    VideoFormat::Rgba,
-    VideoFormat::Bgra,
-    VideoFormat::Rgbx,
-    VideoFormat::Bgrx,
-    VideoFormat::Argb,
-    VideoFormat::Abgr,
-    VideoFormat::Xrgb,
-    VideoFormat::Xbgr,
-    VideoFormat::I420,
-    VideoFormat::Yv12,
-    VideoFormat::Nv12,
-    VideoFormat::Nv21,
-];
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -109,32 +89,6 @@ struct State {
 pub struct AlprDetect {
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
-}
-
-fn layout_of(info: &gst_video::VideoInfo) -> Option<(Layout, YuvMatrix)> {
-    let packed = |r, g, b, bpp| Layout::Packed { r, g, b, bpp };
-    let layout = match info.format() {
-        VideoFormat::Rgb => packed(0, 1, 2, 3),
-        VideoFormat::Bgr => packed(2, 1, 0, 3),
-        VideoFormat::Rgba | VideoFormat::Rgbx => packed(0, 1, 2, 4),
-        VideoFormat::Bgra | VideoFormat::Bgrx => packed(2, 1, 0, 4),
-        VideoFormat::Argb | VideoFormat::Xrgb => packed(1, 2, 3, 4),
-        VideoFormat::Abgr | VideoFormat::Xbgr => packed(3, 2, 1, 4),
-        VideoFormat::I420 | VideoFormat::Yv12 => Layout::Planar420,
-        VideoFormat::Nv12 => Layout::SemiPlanar420 { u_first: true },
-        VideoFormat::Nv21 => Layout::SemiPlanar420 { u_first: false },
-        _ => return None,
-    };
-    let colorimetry = info.colorimetry();
-    let (kr, kb) = match colorimetry.matrix() {
-        VideoColorMatrix::Bt709 => (0.2126, 0.0722),
-        VideoColorMatrix::Bt2020 => (0.2627, 0.0593),
-        VideoColorMatrix::Smpte240m => (0.212, 0.087),
-        VideoColorMatrix::Fcc => (0.30, 0.11),
-        _ => (0.299, 0.114),
-    };
-    let full = colorimetry.range() == VideoColorRange::Range0_255;
-    Some((layout, YuvMatrix::new(kr, kb, full)))
 }
 
 impl AlprDetect {
@@ -370,9 +324,7 @@ impl ElementImpl for AlprDetect {
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            let caps = gst_video::VideoCapsBuilder::new()
-                .format_list(FORMATS)
-                .build();
+            let caps = crate::video::caps();
             vec![
                 gst::PadTemplate::new(
                     "src",
@@ -438,7 +390,7 @@ impl BaseTransformImpl for AlprDetect {
                 imp = self,
                 "cannot take {caps}: alprdetect reads raw video in one of {} (put videoconvert \
                  before alprdetect)",
-                FORMATS
+                crate::video::FORMATS
                     .iter()
                     .map(|f| f.to_str().as_str())
                     .collect::<Vec<_>>()
@@ -451,7 +403,7 @@ impl BaseTransformImpl for AlprDetect {
     fn set_caps(&self, incaps: &gst::Caps, _outcaps: &gst::Caps) -> Result<(), gst::LoggableError> {
         let info = gst_video::VideoInfo::from_caps(incaps)
             .map_err(|_| gst::loggable_error!(CAT, "cannot parse video caps {incaps}"))?;
-        let layout = layout_of(&info).ok_or_else(|| {
+        let layout = crate::video::layout_of(&info).ok_or_else(|| {
             gst::loggable_error!(CAT, "unsupported video format {}", info.format().to_str())
         })?;
         let mut state = self.state.lock().unwrap();
@@ -505,28 +457,7 @@ impl BaseTransformImpl for AlprDetect {
                     );
                     gst::FlowError::Error
                 })?;
-            let plane = |i: u32| vframe.plane_data(i).unwrap_or(&[]);
-            let strides = vframe.plane_stride();
-            let stride = |i: usize| strides.get(i).copied().unwrap_or(0).max(0) as usize;
-            let (planes, strides) = match info.format() {
-                // YV12 stores V before U.
-                VideoFormat::Yv12 => (
-                    [plane(0), plane(2), plane(1)],
-                    [stride(0), stride(2), stride(1)],
-                ),
-                _ => (
-                    [plane(0), plane(1), plane(2)],
-                    [stride(0), stride(1), stride(2)],
-                ),
-            };
-            let view = FrameView {
-                layout,
-                width: info.width() as usize,
-                height: info.height() as usize,
-                planes,
-                strides,
-                matrix,
-            };
+            let view = crate::video::frame_view(&vframe, layout, matrix);
             state.engine.cfg = engine_cfg;
             let State { engine, frame, .. } = state;
             if let Err(e) = engine.run(&view, &mut frame.objects) {

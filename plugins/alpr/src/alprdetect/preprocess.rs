@@ -8,6 +8,9 @@
 
 use crate::meta::BBox;
 
+/// An integer source rectangle `(x, y, width, height)` in frame pixels.
+pub type SrcRect = (usize, usize, usize, usize);
+
 /// Channel order and value scale a model expects.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct InputSpec {
@@ -205,33 +208,89 @@ impl Preprocessor {
 
         let pad = spec.pad * spec.scale;
         out.fill(pad);
+        let scale = spec.scale;
+        let (p0, rest) = out.split_at_mut(plane);
+        let (p1, p2) = rest.split_at_mut(plane);
+        let (r_out, g_out, b_out) = if spec.bgr { (p2, p1, p0) } else { (p0, p1, p2) };
+        let width = spec.width;
+        self.sample(frame, (x0, y0, rw, rh), (nw, nh), |dx, dy, [r, g, b]| {
+            let i = (dy + oy) * width + ox + dx;
+            r_out[i] = r * scale;
+            g_out[i] = g * scale;
+            b_out[i] = b * scale;
+        });
 
+        Some(Letterbox {
+            ratio,
+            offset_x: ox as f32,
+            offset_y: oy as f32,
+            origin_x: x0 as f32,
+            origin_y: y0 as f32,
+            content_w: nw,
+            content_h: nh,
+        })
+    }
+
+    /// Renders `roi` of `frame` as packed 8-bit RGB at its own size (no letterbox), scaled down
+    /// to fit `max_side` pixels if larger. Used for plate crops (OCR input, event JPEGs).
+    /// Returns the width, height and the integer source rectangle `(x, y, w, h)`.
+    pub fn crop_rgb(
+        &mut self,
+        frame: &FrameView<'_>,
+        roi: BBox,
+        max_side: usize,
+        out: &mut Vec<u8>,
+    ) -> Option<(usize, usize, SrcRect)> {
+        let roi = roi.clip(frame.width as u32, frame.height as u32);
+        if !roi.is_finite() {
+            return None;
+        }
+        let x0 = roi.x.floor() as usize;
+        let y0 = roi.y.floor() as usize;
+        let x1 = (roi.x2().ceil() as usize).min(frame.width);
+        let y1 = (roi.y2().ceil() as usize).min(frame.height);
+        if x1 <= x0 || y1 <= y0 {
+            return None;
+        }
+        let (rw, rh) = (x1 - x0, y1 - y0);
+        let k = (max_side.max(1) as f32 / rw.max(rh) as f32).min(1.0);
+        let nw = ((rw as f32 * k).round() as usize).max(1);
+        let nh = ((rh as f32 * k).round() as usize).max(1);
+        out.clear();
+        out.resize(nw * nh * 3, 0);
+        self.sample(frame, (x0, y0, rw, rh), (nw, nh), |dx, dy, [r, g, b]| {
+            let i = (dy * nw + dx) * 3;
+            out[i] = (r + 0.5) as u8;
+            out[i + 1] = (g + 0.5) as u8;
+            out[i + 2] = (b + 0.5) as u8;
+        });
+        Some((nw, nh, (x0, y0, rw, rh)))
+    }
+
+    /// Bilinearly samples the source rectangle `(x0, y0, rw, rh)` onto an `nw x nh` grid and
+    /// hands each output pixel's RGB (0..255, unrounded) to `put(dx, dy, rgb)`.
+    fn sample(
+        &mut self,
+        frame: &FrameView<'_>,
+        (x0, y0, rw, rh): (usize, usize, usize, usize),
+        (nw, nh): (usize, usize),
+        mut put: impl FnMut(usize, usize, [f32; 3]),
+    ) {
         self.xs.fill(nw, x0, rw);
         self.ys.fill(nh, y0, rh);
-        let chroma = !matches!(frame.layout, Layout::Packed { .. });
-        if chroma {
+        if !matches!(frame.layout, Layout::Packed { .. }) {
             // Chroma sample positions: centre-sited 4:2:0 (MPEG-1/JPEG), the common case.
             let cw = frame.width.div_ceil(2);
             let ch = frame.height.div_ceil(2);
             fill_chroma_axis(&mut self.cx, nw, x0, rw, cw);
             fill_chroma_axis(&mut self.cy, nh, y0, rh, ch);
         }
-
-        let scale = spec.scale;
-        let (p0, rest) = out.split_at_mut(plane);
-        let (p1, p2) = rest.split_at_mut(plane);
-        let (r_out, g_out, b_out) = if spec.bgr { (p2, p1, p0) } else { (p0, p1, p2) };
-
         for dy in 0..nh {
             let (sy0, sy1, fy) = (
                 self.ys.i0[dy] as usize,
                 self.ys.i1[dy] as usize,
                 self.ys.f[dy],
             );
-            let row_base = (dy + oy) * spec.width + ox;
-            let r_row = &mut r_out[row_base..row_base + nw];
-            let g_row = &mut g_out[row_base..row_base + nw];
-            let b_row = &mut b_out[row_base..row_base + nw];
             match frame.layout {
                 Layout::Packed { r, g, b, bpp } => {
                     let st = frame.strides[0];
@@ -247,9 +306,7 @@ impl Preprocessor {
                             let bot = lerp(row1[a + o] as f32, row1[c + o] as f32, fx);
                             lerp(top, bot, fy)
                         };
-                        r_row[dx] = sample(r) * scale;
-                        g_row[dx] = sample(g) * scale;
-                        b_row[dx] = sample(b) * scale;
+                        put(dx, dy, [sample(r), sample(g), sample(b)]);
                     }
                 }
                 Layout::Planar420 | Layout::SemiPlanar420 { .. } => {
@@ -276,24 +333,11 @@ impl Preprocessor {
                             self.cx.f[dx],
                         );
                         let (u, v) = sample_chroma(frame, cy0, cy1, fcy, ca, cc, fcx);
-                        let [rr, gg, bb] = frame.matrix.to_rgb(yv, u, v);
-                        r_row[dx] = rr * scale;
-                        g_row[dx] = gg * scale;
-                        b_row[dx] = bb * scale;
+                        put(dx, dy, frame.matrix.to_rgb(yv, u, v));
                     }
                 }
             }
         }
-
-        Some(Letterbox {
-            ratio,
-            offset_x: ox as f32,
-            offset_y: oy as f32,
-            origin_x: x0 as f32,
-            origin_y: y0 as f32,
-            content_w: nw,
-            content_h: nh,
-        })
     }
 
     /// Builds the input of a second model from one already filled for the same region and input

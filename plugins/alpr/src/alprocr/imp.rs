@@ -1,0 +1,851 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+use std::sync::{LazyLock, Mutex};
+use std::time::Instant;
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::prelude::*;
+use gst_base::subclass::prelude::*;
+
+use super::AlprOcrEmit;
+use super::engine::OcrEngine;
+use super::ocrmodel::{self, RgbView};
+use super::tracks::{Crop, Emission, Observation, Tracks, VehicleInfo};
+use super::vote::{EmitMode, FormatMode, PlateFormat, VoteRead, VoterConfig};
+use crate::alprdetect::preprocess::{Layout, Preprocessor, YuvMatrix};
+use crate::event::{self, PlateEvent};
+use crate::meta::{AlprFrame, BBox, ObjectKind};
+use crate::models;
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "alprocr",
+        gst::DebugColorFlags::empty(),
+        Some("ALPR plate reader"),
+    )
+});
+
+const DEFAULT_CAMERA_ID: &str = "camera-0";
+const DEFAULT_MIN_READS: u32 = 1;
+const DEFAULT_MIN_CONFIDENCE: f32 = 0.0;
+const DEFAULT_EARLY_AGREE: u32 = 3;
+const DEFAULT_CROP_PADDING: f32 = 0.08;
+const DEFAULT_THREADS: u32 = 0;
+const DEFAULT_JPEG_QUALITY: u32 = 90;
+/// Crops larger than this (pixels, longest side) are scaled down before OCR and JPEG encoding.
+const MAX_CROP_SIDE: usize = 320;
+
+#[derive(Debug, Clone)]
+struct Settings {
+    ocr_model: Option<String>,
+    ocr_config: Option<String>,
+    camera_id: String,
+    source: Option<String>,
+    min_reads: u32,
+    min_confidence: f32,
+    plate_format: Option<String>,
+    emit: AlprOcrEmit,
+    early_agree: u32,
+    crop_padding: f32,
+    key_template: String,
+    threads: u32,
+    jpeg_quality: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            ocr_model: None,
+            ocr_config: None,
+            camera_id: DEFAULT_CAMERA_ID.into(),
+            source: None,
+            min_reads: DEFAULT_MIN_READS,
+            min_confidence: DEFAULT_MIN_CONFIDENCE,
+            plate_format: None,
+            emit: AlprOcrEmit::default(),
+            early_agree: DEFAULT_EARLY_AGREE,
+            crop_padding: DEFAULT_CROP_PADDING,
+            key_template: event::DEFAULT_KEY_TEMPLATE.into(),
+            threads: DEFAULT_THREADS,
+            jpeg_quality: DEFAULT_JPEG_QUALITY,
+        }
+    }
+}
+
+impl Settings {
+    fn voter_config(&self) -> Result<VoterConfig, String> {
+        let format = match self.plate_format.as_deref().filter(|p| !p.is_empty()) {
+            Some(p) => Some(
+                PlateFormat::new(p, FormatMode::default())
+                    .map_err(|e| format!("property `plate-format`: {e}"))?,
+            ),
+            None => None,
+        };
+        let cfg = VoterConfig {
+            min_reads: self.min_reads as usize,
+            min_confidence: self.min_confidence,
+            format,
+            emit: match self.emit {
+                AlprOcrEmit::TrackEnd => EmitMode::OnTrackEnd,
+                AlprOcrEmit::Early => EmitMode::Early {
+                    agree: self.early_agree as usize,
+                },
+                AlprOcrEmit::EveryRead => EmitMode::EveryRead,
+            },
+            ..Default::default()
+        };
+        cfg.validate().map_err(|e| e.to_string())?;
+        Ok(cfg)
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Counters {
+    plates: u64,
+    reads: u64,
+    events: u64,
+    ocr_batches: u64,
+    ocr_time: std::time::Duration,
+}
+
+struct State {
+    engine: OcrEngine,
+    tracks: Tracks,
+    settings: Settings,
+    source: String,
+    layout: Option<(Layout, YuvMatrix)>,
+    info: Option<gst_video::VideoInfo>,
+    pre: Preprocessor,
+    crop: Vec<u8>,
+    /// The last frame, shallow-copied: carries the events decided at EOS.
+    last: Option<gst::Buffer>,
+    /// Events decided outside a buffer (tracks ended by an event), sent with the next buffer
+    /// or at EOS.
+    pending: Vec<(PlateEvent, Option<gst::Buffer>)>,
+    counters: Counters,
+    warned_no_meta: bool,
+}
+
+#[derive(Default)]
+pub struct AlprOcr {
+    settings: Mutex<Settings>,
+    state: Mutex<Option<State>>,
+}
+
+fn default_source() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+impl AlprOcr {
+    fn load(&self, settings: &Settings) -> Result<OcrEngine, gst::ErrorMessage> {
+        let model = models::resolve(
+            settings.ocr_model.as_deref(),
+            "ocr-model",
+            &[models::OCR_MODEL],
+        )
+        .map_err(|e| gst::error_msg!(gst::ResourceError::NotFound, ("{e}")))?;
+        // The config lives beside the model unless given.
+        let config = match settings.ocr_config.as_deref().filter(|c| !c.is_empty()) {
+            Some(c) => models::resolve(Some(c), "ocr-config", &[]),
+            None => models::sibling(&model, "cct_xs_v2_global_plate_config.yaml")
+                .or_else(|| {
+                    let stem = model.file_stem()?.to_string_lossy().to_string();
+                    models::sibling(&model, &format!("{stem}_plate_config.yaml"))
+                })
+                .ok_or(())
+                .or_else(|()| models::resolve(None, "ocr-config", &[models::OCR_CONFIG])),
+        }
+        .map_err(|e| gst::error_msg!(gst::ResourceError::NotFound, ("{e}")))?;
+        crate::runtime::ensure().map_err(|e| gst::error_msg!(gst::LibraryError::Init, ("{e}")))?;
+        let engine = OcrEngine::load(&model, &config, settings.threads)
+            .map_err(|e| gst::error_msg!(gst::ResourceError::OpenRead, ("ocr-model: {e}")))?;
+        gst::info!(
+            CAT,
+            imp = self,
+            "OCR model {} with config {} ({} slots, {}x{} input)",
+            model.display(),
+            config.display(),
+            engine.cfg.max_plate_slots(),
+            engine.cfg.img_width(),
+            engine.cfg.img_height()
+        );
+        Ok(engine)
+    }
+
+    /// Fills id, camera, source and key; encodes the crop as JPEG.
+    fn finalize(&self, state: &State, e: Emission) -> Option<(PlateEvent, Option<gst::Buffer>)> {
+        let mut ev = e.event;
+        ev.event_id = event::new_event_id();
+        ev.camera_id = state.settings.camera_id.clone();
+        ev.source = state.source.clone();
+        ev.image_key = match event::render_key(&state.settings.key_template, &ev) {
+            Ok(k) => k,
+            Err(err) => {
+                gst::element_imp_error!(self, gst::LibraryError::Settings, ("{err}"));
+                return None;
+            }
+        };
+        let jpeg = e
+            .crop
+            .and_then(|c| self.encode_jpeg(&c, state.settings.jpeg_quality));
+        Some((ev, jpeg))
+    }
+
+    fn encode_jpeg(&self, crop: &Crop, quality: u32) -> Option<gst::Buffer> {
+        let mut out = Vec::new();
+        let enc = jpeg_encoder::Encoder::new(&mut out, quality.clamp(1, 100) as u8);
+        match enc.encode(
+            &crop.rgb,
+            crop.width as u16,
+            crop.height as u16,
+            jpeg_encoder::ColorType::Rgb,
+        ) {
+            Ok(()) => Some(gst::Buffer::from_mut_slice(out)),
+            Err(e) => {
+                gst::warning!(
+                    CAT,
+                    imp = self,
+                    "cannot encode a {}x{} crop: {e}",
+                    crop.width,
+                    crop.height
+                );
+                None
+            }
+        }
+    }
+
+    fn post_events(&self, events: &[(PlateEvent, Option<gst::Buffer>)]) {
+        for (ev, crop) in events {
+            gst::info!(
+                CAT,
+                imp = self,
+                "plate {} (track {}, revision {}, confidence {:.2}, {} reads) -> {}",
+                ev.plate_text,
+                ev.track_id,
+                ev.revision,
+                ev.plate_confidence,
+                ev.reads,
+                ev.image_key
+            );
+            let msg = gst::message::Element::builder(ev.to_structure(crop.as_ref()))
+                .src(&*self.obj())
+                .build();
+            let _ = self.obj().post_message(msg);
+        }
+    }
+
+    /// Reads the plates of one frame; returns the events decided on it.
+    fn process(
+        &self,
+        state: &mut State,
+        buf: &gst::BufferRef,
+        frame: &mut AlprFrame,
+    ) -> Result<Vec<(PlateEvent, Option<gst::Buffer>)>, String> {
+        let now = event::now_ms();
+        let plates: Vec<usize> = frame
+            .objects
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| o.kind == Some(ObjectKind::Plate) && !o.predicted)
+            .map(|(i, _)| i)
+            .collect();
+        let mut emissions = Vec::new();
+        if !plates.is_empty() {
+            let (Some(info), Some((layout, matrix))) = (state.info.as_ref(), state.layout) else {
+                return Err("received a buffer before caps were negotiated".into());
+            };
+            let vframe = gst_video::VideoFrameRef::from_buffer_ref_readable(buf, info)
+                .map_err(|_| format!("cannot map a {} byte buffer as {:?}", buf.size(), info))?;
+            let view = crate::video::frame_view(&vframe, layout, matrix);
+            state.engine.clear();
+            let mut batch: Vec<(usize, Crop, f32)> = Vec::with_capacity(plates.len());
+            let pad = state.settings.crop_padding;
+            for &i in &plates {
+                let b = frame.objects[i].bbox;
+                if !b.is_finite() || b.w < 2.0 || b.h < 2.0 {
+                    gst::debug!(CAT, imp = self, "skipping degenerate plate box {b:?}");
+                    continue;
+                }
+                let roi = BBox::new(
+                    b.x - b.w * pad,
+                    b.y - b.h * pad,
+                    b.w * (1.0 + 2.0 * pad),
+                    b.h * (1.0 + 2.0 * pad),
+                );
+                let Some((w, h, _)) =
+                    state
+                        .pre
+                        .crop_rgb(&view, roi, MAX_CROP_SIDE, &mut state.crop)
+                else {
+                    gst::debug!(CAT, imp = self, "plate box {b:?} is outside the frame");
+                    continue;
+                };
+                let src = RgbView {
+                    data: &state.crop,
+                    width: w,
+                    height: h,
+                    stride: w * 3,
+                };
+                let cfg = state.engine.cfg.clone();
+                let slot = state.engine.push_slot();
+                if let Err(e) =
+                    ocrmodel::crop_to_input(&src, (0.0, 0.0, w as f32, h as f32), 0.0, &cfg, slot)
+                {
+                    gst::debug!(CAT, imp = self, "plate box {b:?}: {e}");
+                    state.engine.pop_slot();
+                    continue;
+                }
+                let quality = ocrmodel::crop_quality(
+                    state.engine.slot(state.engine.batch_len() - 1),
+                    &cfg,
+                    b.h,
+                    frame.objects[i].confidence,
+                )
+                .map(|q| q.score)
+                .unwrap_or(0.0);
+                batch.push((
+                    i,
+                    Crop {
+                        rgb: state.crop.clone(),
+                        width: w,
+                        height: h,
+                    },
+                    quality,
+                ));
+            }
+            drop(vframe);
+            let t0 = Instant::now();
+            let reads = state.engine.run()?;
+            state.counters.ocr_time += t0.elapsed();
+            state.counters.ocr_batches += 1;
+            state.counters.plates += batch.len() as u64;
+            for ((i, crop, quality), read) in batch.into_iter().zip(reads) {
+                if read.text.is_empty() {
+                    continue;
+                }
+                state.counters.reads += 1;
+                let obj = &mut frame.objects[i];
+                obj.text = Some(read.text.clone());
+                obj.text_confidence = read.confidence;
+                obj.char_confidences = read.char_confidences.clone();
+                let vehicle = obj.parent_id.and_then(|p| {
+                    frame
+                        .objects
+                        .iter()
+                        .find(|v| v.id == p)
+                        .map(|v| VehicleInfo {
+                            class: v.class.clone(),
+                            confidence: v.confidence,
+                            bbox: v.bbox,
+                        })
+                });
+                let obj = &frame.objects[i];
+                let obs = Observation {
+                    read: VoteRead {
+                        text: read.text,
+                        confidence: read.confidence,
+                        char_confidences: read.char_confidences,
+                        char_alternatives: Some(read.char_alternatives),
+                        quality,
+                        detector_confidence: obj.confidence,
+                        frame: frame.frame_number,
+                        timestamp_ns: buf.pts().map(|t| t.nseconds()),
+                        region: read.region,
+                    },
+                    plate_bbox: obj.bbox,
+                    vehicle,
+                    crop: Some(crop),
+                    seen_ms: now,
+                };
+                if let Some(e) = state.tracks.observe(obj.track_id, obs) {
+                    emissions.push(e);
+                }
+            }
+        }
+        for id in std::mem::take(&mut frame.ended_tracks).iter() {
+            if let Some(e) = state.tracks.end(*id) {
+                emissions.push(e);
+            }
+            frame.ended_tracks.push(*id);
+        }
+        Ok(emissions
+            .into_iter()
+            .filter_map(|e| self.finalize(state, e))
+            .collect())
+    }
+
+    /// Ends `ids` (or all tracks) outside a buffer; the events wait for the next buffer or EOS.
+    fn end_tracks(&self, ids: Option<Vec<u64>>) {
+        let mut guard = self.state.lock().unwrap();
+        let Some(state) = guard.as_mut() else { return };
+        let emissions = match ids {
+            Some(ids) => ids
+                .into_iter()
+                .filter_map(|id| state.tracks.end(id))
+                .collect(),
+            None => state.tracks.end_all(),
+        };
+        let finalized: Vec<_> = emissions
+            .into_iter()
+            .filter_map(|e| self.finalize(state, e))
+            .collect();
+        state.pending.extend(finalized);
+    }
+
+    /// Pushes the pending events on a copy of the last frame (flagged GAP + DROPPABLE, zero
+    /// duration) so that sinks downstream get them before EOS.
+    fn flush_pending(&self) {
+        let (carrier, events) = {
+            let mut guard = self.state.lock().unwrap();
+            let Some(state) = guard.as_mut() else { return };
+            if state.pending.is_empty() {
+                return;
+            }
+            let events = std::mem::take(&mut state.pending);
+            state.counters.events += events.len() as u64;
+            (state.last.clone(), events)
+        };
+        self.post_events(&events);
+        let Some(last) = carrier else {
+            gst::warning!(
+                CAT,
+                imp = self,
+                "{} events decided before any frame: posted on the bus only",
+                events.len()
+            );
+            return;
+        };
+        let mut buf = last.copy();
+        {
+            let b = buf.make_mut();
+            b.set_flags(gst::BufferFlags::GAP | gst::BufferFlags::DROPPABLE);
+            b.set_duration(gst::ClockTime::ZERO);
+            // The carrier repeats the last frame's pixels; it must not repeat its detections.
+            let empty = AlprFrame {
+                detected: false,
+                ..AlprFrame::read(b).and_then(Result::ok).unwrap_or_default()
+            };
+            let cleared = AlprFrame {
+                objects: Vec::new(),
+                ended_tracks: Vec::new(),
+                ..empty
+            };
+            let _ = cleared.write(b);
+            if let Err(e) = event::attach(b, &events) {
+                gst::element_imp_error!(
+                    self,
+                    gst::CoreError::Failed,
+                    ("cannot attach events: {e}")
+                );
+                return;
+            }
+        }
+        if let Err(e) = self.obj().src_pad().push(buf) {
+            gst::warning!(
+                CAT,
+                imp = self,
+                "downstream refused the final events: {e:?}"
+            );
+        }
+    }
+
+    fn stats(&self) -> gst::Structure {
+        let state = self.state.lock().unwrap();
+        let (c, open) = state
+            .as_ref()
+            .map(|s| (s.counters, s.tracks.open_tracks()))
+            .unwrap_or_default();
+        gst::Structure::builder("alprocr-stats")
+            .field("plates", c.plates)
+            .field("reads", c.reads)
+            .field("events", c.events)
+            .field("open-tracks", open as u64)
+            .field(
+                "ocr-ms-per-plate",
+                if c.plates > 0 {
+                    c.ocr_time.as_secs_f64() * 1000.0 / c.plates as f64
+                } else {
+                    0.0
+                },
+            )
+            .build()
+    }
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for AlprOcr {
+    const NAME: &'static str = "GstAlprOcr";
+    type Type = super::AlprOcr;
+    type ParentType = gst_base::BaseTransform;
+}
+
+impl ObjectImpl for AlprOcr {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            vec![
+                glib::ParamSpecString::builder("ocr-model")
+                    .nick("OCR model")
+                    .blurb(
+                        "Path of the fast-plate-ocr ONNX model. NULL: ocr/cct_xs_v2_global.onnx \
+                         from $ALPR_MODELS_DIR, ../shared/models or ~/.cache/gst-alpr/models",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("ocr-config")
+                    .nick("OCR config")
+                    .blurb(
+                        "Path of the model's plate config YAML (alphabet, slots, input size). \
+                         NULL: the config beside the model",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("camera-id")
+                    .nick("Camera id")
+                    .blurb("Camera name put in every event (Kafka key, crop key)")
+                    .default_value(Some(DEFAULT_CAMERA_ID))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("source")
+                    .nick("Source")
+                    .blurb("Host/pipeline name put in every event. NULL: the host name")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("min-reads")
+                    .nick("Minimum reads")
+                    .blurb("Reads of a track needed before it may produce an event")
+                    .minimum(1)
+                    .maximum(1000)
+                    .default_value(DEFAULT_MIN_READS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecFloat::builder("min-confidence")
+                    .nick("Minimum confidence")
+                    .blurb("Decision confidence needed for an event, 0..1 (0 = any)")
+                    .minimum(0.0)
+                    .maximum(1.0)
+                    .default_value(DEFAULT_MIN_CONFIDENCE)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("plate-format")
+                    .nick("Plate format")
+                    .blurb(
+                        "Optional regular expression a plate must match as a whole (e.g. \
+                         [A-Z]{2}[0-9]{2}[A-Z]{3}); reads that do not match weigh 10x less",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("emit", AlprOcrEmit::default())
+                    .nick("Emit")
+                    .blurb("When a track's plate event is emitted")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("early-agree")
+                    .nick("Early agree")
+                    .blurb("With emit=early: identical reads needed before the first event")
+                    .minimum(1)
+                    .maximum(100)
+                    .default_value(DEFAULT_EARLY_AGREE)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecFloat::builder("crop-padding")
+                    .nick("Crop padding")
+                    .blurb("Margin added around a plate box before reading, as a fraction of its size on each side")
+                    .minimum(0.0)
+                    .maximum(1.0)
+                    .default_value(DEFAULT_CROP_PADDING)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("key-template")
+                    .nick("Crop key template")
+                    .blurb(
+                        "Object key of each event's crop image; placeholders {date} {camera} \
+                         {track} {frame} {quality} {plate} {event}",
+                    )
+                    .default_value(Some(event::DEFAULT_KEY_TEMPLATE))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("threads")
+                    .nick("Inference threads")
+                    .blurb("ONNX Runtime intra-op threads; 0 = one per core")
+                    .maximum(256)
+                    .default_value(DEFAULT_THREADS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("jpeg-quality")
+                    .nick("JPEG quality")
+                    .blurb("Quality of the crop JPEG carried by each event, 1..100")
+                    .minimum(1)
+                    .maximum(100)
+                    .default_value(DEFAULT_JPEG_QUALITY)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
+                    .nick("Statistics")
+                    .blurb("Plates cropped, reads, events, open tracks, mean OCR ms per plate")
+                    .read_only()
+                    .build(),
+            ]
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut s = self.settings.lock().unwrap();
+        macro_rules! set {
+            ($field:ident, $ty:ty) => {{
+                let new: $ty = value.get().expect("type checked upstream");
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "Changing {} from {:?} to {:?}",
+                    pspec.name(),
+                    s.$field,
+                    new
+                );
+                s.$field = new;
+            }};
+        }
+        match pspec.name() {
+            "ocr-model" => set!(ocr_model, Option<String>),
+            "ocr-config" => set!(ocr_config, Option<String>),
+            "camera-id" => {
+                let v: Option<String> = value.get().expect("type checked upstream");
+                s.camera_id = v.unwrap_or_else(|| DEFAULT_CAMERA_ID.into());
+            }
+            "source" => set!(source, Option<String>),
+            "min-reads" => set!(min_reads, u32),
+            "min-confidence" => set!(min_confidence, f32),
+            "plate-format" => set!(plate_format, Option<String>),
+            "emit" => set!(emit, AlprOcrEmit),
+            "early-agree" => set!(early_agree, u32),
+            "crop-padding" => set!(crop_padding, f32),
+            "key-template" => {
+                let v: Option<String> = value.get().expect("type checked upstream");
+                s.key_template = v.unwrap_or_else(|| event::DEFAULT_KEY_TEMPLATE.into());
+            }
+            "threads" => set!(threads, u32),
+            "jpeg-quality" => set!(jpeg_quality, u32),
+            other => unreachable!("unknown property {other}"),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        if pspec.name() == "stats" {
+            return self.stats().to_value();
+        }
+        let s = self.settings.lock().unwrap();
+        match pspec.name() {
+            "ocr-model" => s.ocr_model.to_value(),
+            "ocr-config" => s.ocr_config.to_value(),
+            "camera-id" => s.camera_id.to_value(),
+            "source" => s.source.to_value(),
+            "min-reads" => s.min_reads.to_value(),
+            "min-confidence" => s.min_confidence.to_value(),
+            "plate-format" => s.plate_format.to_value(),
+            "emit" => s.emit.to_value(),
+            "early-agree" => s.early_agree.to_value(),
+            "crop-padding" => s.crop_padding.to_value(),
+            "key-template" => s.key_template.to_value(),
+            "threads" => s.threads.to_value(),
+            "jpeg-quality" => s.jpeg_quality.to_value(),
+            other => unreachable!("unknown property {other}"),
+        }
+    }
+}
+
+impl GstObjectImpl for AlprOcr {}
+
+impl ElementImpl for AlprOcr {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static META: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "ALPR plate reader",
+                "Filter/Analyzer/Video",
+                "Reads licence plates found by alprdetect, decides one plate per vehicle track \
+                 and emits plate events (alpr-events meta and bus messages)",
+                "gst-alpr developers",
+            )
+        });
+        Some(&*META)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            let caps = crate::video::caps();
+            vec![
+                gst::PadTemplate::new(
+                    "src",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .unwrap(),
+                gst::PadTemplate::new(
+                    "sink",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .unwrap(),
+            ]
+        });
+        TEMPLATES.as_ref()
+    }
+}
+
+impl BaseTransformImpl for AlprOcr {
+    const MODE: gst_base::subclass::BaseTransformMode =
+        gst_base::subclass::BaseTransformMode::AlwaysInPlace;
+    const PASSTHROUGH_ON_SAME_CAPS: bool = false;
+    const TRANSFORM_IP_ON_PASSTHROUGH: bool = true;
+
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let settings = self.settings.lock().unwrap().clone();
+        let voter = settings
+            .voter_config()
+            .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ("{e}")))?;
+        event::validate_key_template(&settings.key_template).map_err(|e| {
+            gst::error_msg!(
+                gst::LibraryError::Settings,
+                ("property `key-template`: {e}")
+            )
+        })?;
+        let engine = self.load(&settings)?;
+        let source = settings.source.clone().unwrap_or_else(default_source);
+        *self.state.lock().unwrap() = Some(State {
+            engine,
+            tracks: Tracks::new(voter),
+            settings,
+            source,
+            layout: None,
+            info: None,
+            pre: Preprocessor::default(),
+            crop: Vec::new(),
+            last: None,
+            pending: Vec::new(),
+            counters: Counters::default(),
+            warned_no_meta: false,
+        });
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        if let Some(s) = self.state.lock().unwrap().take() {
+            gst::info!(
+                CAT,
+                imp = self,
+                "stopped: {} plates, {} reads, {} events, {} tracks left open",
+                s.counters.plates,
+                s.counters.reads,
+                s.counters.events,
+                s.tracks.open_tracks()
+            );
+        }
+        Ok(())
+    }
+
+    fn set_caps(&self, incaps: &gst::Caps, _outcaps: &gst::Caps) -> Result<(), gst::LoggableError> {
+        let info = gst_video::VideoInfo::from_caps(incaps)
+            .map_err(|_| gst::loggable_error!(CAT, "cannot parse video caps {incaps}"))?;
+        let layout = crate::video::layout_of(&info).ok_or_else(|| {
+            gst::loggable_error!(CAT, "unsupported video format {}", info.format().to_str())
+        })?;
+        let mut state = self.state.lock().unwrap();
+        let state = state
+            .as_mut()
+            .ok_or_else(|| gst::loggable_error!(CAT, "caps set before the element started"))?;
+        state.info = Some(info);
+        state.layout = Some(layout);
+        Ok(())
+    }
+
+    fn sink_event(&self, event: gst::Event) -> bool {
+        match event.view() {
+            gst::EventView::CustomDownstream(_) => {
+                if let Some(ids) = crate::alprtrack::ended_tracks_of(&event) {
+                    self.end_tracks(Some(ids));
+                }
+            }
+            gst::EventView::Eos(_) => {
+                // The last car of a file must not be lost: finish every track before EOS.
+                self.end_tracks(None);
+                self.flush_pending();
+            }
+            gst::EventView::FlushStop(_) => {
+                if let Some(s) = self.state.lock().unwrap().as_mut() {
+                    s.tracks.clear();
+                    s.pending.clear();
+                    s.last = None;
+                }
+            }
+            _ => {}
+        }
+        self.parent_sink_event(event)
+    }
+
+    fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let mut frame = match AlprFrame::read(buf) {
+            Some(Ok(f)) => f,
+            Some(Err(e)) => {
+                gst::element_imp_error!(self, gst::StreamError::Format, ("{e}"));
+                return Err(gst::FlowError::Error);
+            }
+            None => {
+                let mut state = self.state.lock().unwrap();
+                if let Some(s) = state.as_mut()
+                    && !s.warned_no_meta
+                {
+                    s.warned_no_meta = true;
+                    drop(state);
+                    gst::element_imp_warning!(
+                        self,
+                        gst::StreamError::Format,
+                        ("frames carry no alpr-frame meta: put alprdetect before alprocr")
+                    );
+                }
+                return Ok(gst::FlowSuccess::Ok);
+            }
+        };
+
+        let mut guard = self.state.lock().unwrap();
+        let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+        let mut events = match self.process(state, buf, &mut frame) {
+            Ok(ev) => ev,
+            Err(e) => {
+                drop(guard);
+                gst::element_imp_error!(self, gst::StreamError::Failed, ("{e}"));
+                return Err(gst::FlowError::Error);
+            }
+        };
+        events.splice(0..0, std::mem::take(&mut state.pending));
+        state.counters.events += events.len() as u64;
+        drop(guard);
+
+        frame.write(buf).map_err(|e| {
+            gst::element_imp_error!(self, gst::CoreError::Failed, ("cannot attach meta: {e}"));
+            gst::FlowError::Error
+        })?;
+        if !events.is_empty() {
+            event::attach(buf, &events).map_err(|e| {
+                gst::element_imp_error!(
+                    self,
+                    gst::CoreError::Failed,
+                    ("cannot attach events: {e}")
+                );
+                gst::FlowError::Error
+            })?;
+            self.post_events(&events);
+        }
+        // Keep a shallow copy of the frame (its memory is shared) to carry events at EOS.
+        let last = buf.copy();
+        if let Some(s) = self.state.lock().unwrap().as_mut() {
+            s.last = Some(last);
+        }
+        Ok(gst::FlowSuccess::Ok)
+    }
+}
