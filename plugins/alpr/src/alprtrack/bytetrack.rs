@@ -14,7 +14,8 @@
 //! impl ByteTrackConfig { pub fn max_time_lost(&self) -> u32 }
 //! pub struct TrackInfo { id, x, y, w, h, score, class_id, detection: Option<usize>, age, hits }
 //! impl TrackInfo { pub fn matched(&self) -> bool }
-//! pub struct FrameOutput { assignments: Vec<Option<TrackId>>, tracks: Vec<TrackInfo>, removed: Vec<TrackId> }
+//! pub struct FrameOutput { assignments: Vec<Option<TrackId>>, tracks: Vec<TrackInfo>, removed: Vec<TrackId>,
+//!                         tentative: Vec<Option<TrackId>>, dropped: Vec<TrackId> }
 //! pub struct ByteTracker;                               // also `Default`
 //! impl ByteTracker {
 //!     pub fn new(config: ByteTrackConfig) -> Self;      // non-finite thresholds -> defaults
@@ -240,14 +241,24 @@ pub struct FrameOutput {
     /// Confirmed tracks that ended in this frame (lost for too long, or duplicates). Their ids
     /// will never be reported again. Tracks that were never confirmed are not listed.
     pub removed: Vec<TrackId>,
+    /// One entry per input detection: the id of the not-yet-confirmed track it started on this
+    /// frame, if any. The reference reports such a track only from its second hit; callers that
+    /// must key data by track from the first sighting (per-vehicle reads) use this id and learn
+    /// from [`FrameOutput::dropped`] when the track dies unconfirmed.
+    pub tentative: Vec<Option<TrackId>>,
+    /// Tracks that died on this frame without ever being confirmed.
+    pub dropped: Vec<TrackId>,
 }
 
 impl FrameOutput {
     fn clear(&mut self, detections: usize) {
         self.assignments.clear();
         self.assignments.resize(detections, None);
+        self.tentative.clear();
+        self.tentative.resize(detections, None);
         self.tracks.clear();
         self.removed.clear();
+        self.dropped.clear();
     }
 }
 
@@ -432,8 +443,9 @@ impl ByteTracker {
         }
         for (&k, &m) in s.rows.iter().zip(&s.row_matched) {
             if !m {
-                // Never confirmed, never reported: dropped silently.
+                // Never confirmed: not in `removed` (as the reference), but in `dropped`.
                 tracks[k].dead = true;
+                out.dropped.push(tracks[k].id);
             }
         }
 
@@ -442,6 +454,9 @@ impl ByteTracker {
             let d = &detections[di];
             if !used && d.score >= cfg.new_track_thresh {
                 tracks.push(Track::new(*next_id, d, di, frame));
+                if let Some(slot) = out.tentative.get_mut(di) {
+                    *slot = Some(*next_id);
+                }
                 *next_id += 1;
             }
         }

@@ -6,6 +6,9 @@
 //! their own: a plate track remembers the vehicle track it was last seen in, so a plate whose car
 //! was missed on a frame keeps the car's id. A plate never seen inside a tracked vehicle (its car
 //! is cut off or undetected) gets an id from its own space, starting at [`PLATE_TRACK_BASE`].
+//! When the plate inside a vehicle track is replaced by another plate, the vehicle track has
+//! jumped to another car: its id ends and a new one starts. A car whose plate was tracked on its
+//! own first takes over the plate's id, so a car's reads stay under one id.
 
 use std::collections::{HashMap, HashSet};
 
@@ -15,16 +18,33 @@ use crate::meta::{AlprFrame, AlprObject, BBox, ObjectKind};
 /// Ids of plate-only tracks start here, far above any vehicle track id.
 pub const PLATE_TRACK_BASE: u64 = 1 << 40;
 
+/// A vehicle as downstream sees it: ByteTrack's track plus the plate it carries. The public id
+/// changes when the plate inside the box changes (see [`FrameTracker`]): IoU alone cannot tell
+/// two cars apart when one replaces the other at the same place (queues, slideshows, a camera
+/// cut), but their plates can.
+#[derive(Debug, Clone, Copy)]
+struct Vehicle {
+    public: u64,
+    plate: Option<TrackId>,
+}
+
+/// Tracks vehicles and plates of successive frames.
+///
+/// Vehicle ids seen downstream are this struct's own ("public") ids, not ByteTrack's: when a
+/// vehicle track's plate track is replaced by another one while the old plate is no longer seen,
+/// the vehicle track has switched to another car, so the old id ends (listed in `ended-tracks`)
+/// and the box continues under a new id.
 #[derive(Debug, Default)]
 pub struct FrameTracker {
     vehicles: ByteTracker,
     plates: ByteTracker,
-    /// Plate track -> the vehicle track it belongs to.
+    /// ByteTrack vehicle track -> public id and plate.
+    vehicle: HashMap<TrackId, Vehicle>,
+    next_public: u64,
+    /// Plate track -> the ByteTrack vehicle track it belongs to.
     plate_owner: HashMap<TrackId, TrackId>,
     /// Plate-only tracks that were reported downstream under their own id.
     plate_only_seen: HashSet<TrackId>,
-    /// Vehicle tracks reported downstream and not yet ended.
-    live_vehicles: HashSet<TrackId>,
     dets: Vec<Detection>,
     class_names: HashMap<i32, String>,
 }
@@ -34,6 +54,7 @@ impl FrameTracker {
         FrameTracker {
             vehicles: ByteTracker::new(config),
             plates: ByteTracker::new(config),
+            next_public: 1,
             ..Default::default()
         }
     }
@@ -45,6 +66,19 @@ impl FrameTracker {
         let id = self.class_names.len() as i32;
         self.class_names.insert(id, name.to_string());
         id
+    }
+
+    fn public_of(&mut self, vt: TrackId) -> u64 {
+        if let Some(v) = self.vehicle.get(&vt) {
+            return v.public;
+        }
+        let public = self.next_public;
+        self.next_public += 1;
+        self.vehicle.insert(vt, Vehicle {
+            public,
+            plate: None,
+        });
+        public
     }
 
     /// Assigns track ids to the objects of `frame` (or, on a frame the detector skipped, adds
@@ -83,48 +117,64 @@ impl FrameTracker {
         // Vehicles first: plates need their owners' ids.
         let dets = self.detections_of(frame, ObjectKind::Vehicle);
         let out = self.vehicles.update(&dets);
-        for (d, tid) in dets.iter().zip(&out.assignments) {
-            let obj = &mut frame.objects[d.user as usize];
-            obj.track_id = tid.unwrap_or(0);
+        // A new track is keyed from its first sighting, not only once ByteTrack confirms it.
+        let assignments: Vec<Option<TrackId>> = out
+            .assignments
+            .iter()
+            .zip(&out.tentative)
+            .map(|(a, t)| a.or(*t))
+            .collect();
+        let mut removed = out.removed.clone();
+        removed.extend(&out.dropped);
+        // Object id -> ByteTrack vehicle track, for the plates' parents.
+        let mut vehicle_of_object: HashMap<u32, TrackId> = HashMap::new();
+        for (d, tid) in dets.iter().zip(&assignments) {
+            let idx = d.user as usize;
+            let public = match tid {
+                Some(t) => {
+                    vehicle_of_object.insert(frame.objects[idx].id, *t);
+                    self.public_of(*t)
+                }
+                None => 0,
+            };
+            let obj = &mut frame.objects[idx];
+            obj.track_id = public;
             obj.predicted = false;
         }
-        let removed = out.removed.clone();
-        self.end_vehicles(&removed, ended);
         self.dets = dets;
-        for o in frame.vehicles() {
-            if o.track_id != 0 {
-                self.live_vehicles.insert(o.track_id);
-            }
-        }
+        self.end_vehicles(&removed, ended);
 
         let dets = self.detections_of(frame, ObjectKind::Plate);
         let out = self.plates.update(&dets);
-        let assignments = out.assignments.clone();
-        let removed = out.removed.clone();
-        self.dets = dets;
-        let vehicle_track: HashMap<u32, u64> = frame
-            .vehicles()
-            .filter(|v| v.track_id != 0)
-            .map(|v| (v.id, v.track_id))
+        let assignments: Vec<Option<TrackId>> = out
+            .assignments
+            .iter()
+            .zip(&out.tentative)
+            .map(|(a, t)| a.or(*t))
             .collect();
+        let mut removed = out.removed.clone();
+        removed.extend(&out.dropped);
+        self.dets = dets;
+        let seen_plates: HashSet<TrackId> = assignments.iter().flatten().copied().collect();
         for (k, ptid) in assignments.iter().enumerate() {
             let idx = self.dets[k].user as usize;
-            let parent_track = frame.objects[idx]
+            let parent = frame.objects[idx]
                 .parent_id
-                .and_then(|p| vehicle_track.get(&p).copied());
-            let track_id = match (ptid, parent_track) {
+                .and_then(|p| vehicle_of_object.get(&p).copied());
+            let track_id = match (ptid, parent) {
                 (Some(p), Some(v)) => {
                     self.plate_owner.insert(*p, v);
-                    v
+                    self.note_plate(v, *p, &seen_plates, frame, ended)
                 }
-                (Some(p), None) => match self.plate_owner.get(p) {
-                    Some(v) if self.live_vehicles.contains(v) => *v,
-                    _ => {
+                (Some(p), None) => match self.plate_owner.get(p).and_then(|v| self.vehicle.get(v))
+                {
+                    Some(v) => v.public,
+                    None => {
                         self.plate_only_seen.insert(*p);
                         PLATE_TRACK_BASE + p
                     }
                 },
-                (None, Some(v)) => v,
+                (None, Some(v)) => self.public_of(v),
                 (None, None) => 0,
             };
             let obj = &mut frame.objects[idx];
@@ -134,48 +184,97 @@ impl FrameTracker {
         self.end_plates(&removed, ended);
     }
 
+    /// Records that vehicle track `v` carries plate track `p`; if it carried another plate that
+    /// is gone now, the vehicle track has switched cars: the old id ends and a new one starts
+    /// (objects of this frame already labelled with the old id are relabelled).
+    fn note_plate(
+        &mut self,
+        v: TrackId,
+        p: TrackId,
+        seen_plates: &HashSet<TrackId>,
+        frame: &mut AlprFrame,
+        ended: &mut Vec<u64>,
+    ) -> u64 {
+        let public = self.public_of(v);
+        let Some(entry) = self.vehicle.get(&v).copied() else {
+            return public;
+        };
+        let switched = matches!(entry.plate, Some(old) if old != p && !seen_plates.contains(&old));
+        // A plate tracked on its own before its car was tracked keeps its id: its reads so far
+        // are filed under it, and the car takes it over.
+        let adopted = (entry.plate.is_none() && self.plate_only_seen.remove(&p))
+            .then_some(PLATE_TRACK_BASE + p);
+        let new_id = if switched {
+            Some(self.next_public)
+        } else {
+            adopted
+        };
+        let public = match new_id {
+            Some(new) => {
+                if switched {
+                    self.next_public += 1;
+                }
+                ended.push(entry.public);
+                for o in &mut frame.objects {
+                    if o.track_id == entry.public {
+                        o.track_id = new;
+                    }
+                }
+                new
+            }
+            None => entry.public,
+        };
+        self.vehicle.insert(
+            v,
+            Vehicle {
+                public,
+                plate: Some(p),
+            },
+        );
+        public
+    }
+
     fn predict(&mut self, frame: &mut AlprFrame, ended: &mut Vec<u64>) {
         frame.objects.clear();
         let out = self.vehicles.predict_only();
+        let tracks = out.tracks.clone();
+        let removed = out.removed.clone();
         let mut next_id = 1u32;
-        let mut by_track: HashMap<u64, u32> = HashMap::new();
-        for t in &out.tracks {
+        let mut by_track: HashMap<TrackId, u32> = HashMap::new();
+        for t in &tracks {
             by_track.insert(t.id, next_id);
+            let public = self.public_of(t.id);
             frame.objects.push(AlprObject {
                 id: next_id,
                 kind: Some(ObjectKind::Vehicle),
-                class: self
-                    .class_names
-                    .get(&t.class_id)
-                    .cloned()
-                    .unwrap_or_default(),
+                class: self.class_names.get(&t.class_id).cloned().unwrap_or_default(),
                 confidence: t.score,
                 bbox: BBox::new(t.x, t.y, t.w, t.h),
-                track_id: t.id,
+                track_id: public,
                 predicted: true,
                 ..Default::default()
             });
             next_id += 1;
         }
-        let removed = out.removed.clone();
         self.end_vehicles(&removed, ended);
 
         let out = self.plates.predict_only();
-        for t in &out.tracks {
+        let tracks = out.tracks.clone();
+        let removed = out.removed.clone();
+        for t in &tracks {
             let owner = self
                 .plate_owner
                 .get(&t.id)
                 .copied()
-                .filter(|v| self.live_vehicles.contains(v));
-            let track_id = owner.unwrap_or(PLATE_TRACK_BASE + t.id);
+                .filter(|v| self.vehicle.contains_key(v));
+            let track_id = match owner {
+                Some(v) => self.vehicle[&v].public,
+                None => PLATE_TRACK_BASE + t.id,
+            };
             frame.objects.push(AlprObject {
                 id: next_id,
                 kind: Some(ObjectKind::Plate),
-                class: self
-                    .class_names
-                    .get(&t.class_id)
-                    .cloned()
-                    .unwrap_or_default(),
+                class: self.class_names.get(&t.class_id).cloned().unwrap_or_default(),
                 confidence: t.score,
                 bbox: BBox::new(t.x, t.y, t.w, t.h),
                 parent_id: owner.and_then(|v| by_track.get(&v).copied()),
@@ -185,14 +284,13 @@ impl FrameTracker {
             });
             next_id += 1;
         }
-        let removed = out.removed.clone();
         self.end_plates(&removed, ended);
     }
 
     fn end_vehicles(&mut self, removed: &[TrackId], ended: &mut Vec<u64>) {
         for id in removed {
-            if self.live_vehicles.remove(id) {
-                ended.push(*id);
+            if let Some(v) = self.vehicle.remove(id) {
+                ended.push(v.public);
             }
         }
     }
@@ -208,20 +306,21 @@ impl FrameTracker {
 
     /// Ends every live track (end of stream, discontinuity): returns their ids and starts over.
     pub fn finish(&mut self) -> Vec<u64> {
-        let mut ids: Vec<u64> = self.live_vehicles.drain().collect();
+        let mut ids: Vec<u64> = self.vehicle.drain().map(|(_, v)| v.public).collect();
         ids.extend(self.plate_only_seen.drain().map(|p| PLATE_TRACK_BASE + p));
         ids.sort_unstable();
         self.reset();
         ids
     }
 
-    /// Forgets everything without reporting (after a flush).
+    /// Forgets everything without reporting (after a flush). Public ids keep counting up so an
+    /// id is never reused for another vehicle.
     pub fn reset(&mut self) {
         self.vehicles.reset();
         self.plates.reset();
+        self.vehicle.clear();
         self.plate_owner.clear();
         self.plate_only_seen.clear();
-        self.live_vehicles.clear();
     }
 }
 
@@ -332,6 +431,39 @@ mod tests {
         assert!(plate_id > PLATE_TRACK_BASE, "{plate_id}");
         assert_eq!(ended, vec![plate_id], "ended once, after the lost buffer");
         assert!(t.finish().is_empty());
+    }
+
+    /// One car replaces another at the same place (a queue at a barrier, a slideshow): the
+    /// vehicle box matches by IoU, but the plate inside changes, so the id must change.
+    #[test]
+    fn a_new_plate_in_the_same_box_is_a_new_vehicle() {
+        let mut t = FrameTracker::new(ByteTrackConfig::default());
+        let mut ids = Vec::new();
+        let mut ended = Vec::new();
+        for f in 0..10u64 {
+            let plate_x = if f < 5 { 150.0 } else { 260.0 };
+            let mut frame = AlprFrame {
+                frame_number: f,
+                detected: true,
+                width: 640,
+                height: 480,
+                objects: vec![
+                    obj(1, ObjectKind::Vehicle, BBox::new(100.0, 100.0, 300.0, 200.0), None),
+                    obj(2, ObjectKind::Plate, BBox::new(plate_x, 250.0, 60.0, 20.0), Some(1)),
+                ],
+                ended_tracks: vec![],
+            };
+            t.process(&mut frame);
+            let car = frame.vehicles().next().unwrap().track_id;
+            assert_eq!(frame.plates().next().unwrap().track_id, car);
+            ids.push(car);
+            ended.extend(frame.ended_tracks.iter().map(|e| (f, *e)));
+        }
+        assert!(ids[..5].iter().all(|&i| i == ids[0]), "{ids:?}");
+        assert!(ids[5..].iter().all(|&i| i == ids[5]), "{ids:?}");
+        assert_ne!(ids[0], ids[5]);
+        assert_eq!(ended, vec![(5, ids[0])]);
+        assert_eq!(t.finish(), vec![ids[5]]);
     }
 
     #[test]
