@@ -16,6 +16,7 @@
 //! |---|---|---|
 //! | `frame-number` | guint64 | index of the frame in the stream, counted by alprdetect |
 //! | `detected` | gboolean | the detector ran on this frame (false on frames skipped by `interval`) |
+//! | `tracked` | gboolean | alprtrack processed this frame (track ids are meaningful) |
 //! | `width`, `height` | guint | frame size the boxes refer to |
 //! | `objects` | GstValueArray of `alpr-object` structures | see [`AlprObject`] |
 //! | `ended-tracks` | GstValueArray of guint64 | track ids that ended on this frame |
@@ -221,6 +222,8 @@ impl AlprObject {
 pub struct AlprFrame {
     pub frame_number: u64,
     pub detected: bool,
+    /// alprtrack ran on this frame: a `track_id` of 0 then means "not tracked", not "no tracker".
+    pub tracked: bool,
     pub width: u32,
     pub height: u32,
     pub objects: Vec<AlprObject>,
@@ -271,6 +274,7 @@ impl AlprFrame {
         Ok(AlprFrame {
             frame_number: s.get::<u64>("frame-number").unwrap_or(0),
             detected: s.get::<bool>("detected").unwrap_or(true),
+            tracked: s.get::<bool>("tracked").unwrap_or(false),
             width: s.get::<u32>("width").unwrap_or(0),
             height: s.get::<u32>("height").unwrap_or(0),
             objects,
@@ -281,6 +285,7 @@ impl AlprFrame {
     fn fill_structure(&self, s: &mut gst::StructureRef) {
         s.set("frame-number", self.frame_number);
         s.set("detected", self.detected);
+        s.set("tracked", self.tracked);
         s.set("width", self.width);
         s.set("height", self.height);
         s.set(

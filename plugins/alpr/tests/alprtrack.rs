@@ -70,6 +70,7 @@ fn synthetic_crossing_keeps_ids_and_announces_ends_at_eos() {
         let frame = AlprFrame {
             frame_number: f,
             detected: true,
+            tracked: false,
             width: 1280,
             height: 720,
             objects: vec![
@@ -135,6 +136,7 @@ fn removed_track_is_listed_on_its_frame() {
         let frame = AlprFrame {
             frame_number: f,
             detected: true,
+            tracked: false,
             width: 1280,
             height: 720,
             objects,

@@ -28,6 +28,7 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 
 const DEFAULT_CAMERA_ID: &str = "camera-0";
 const DEFAULT_MIN_READS: u32 = 1;
+const DEFAULT_MIN_CHARS: u32 = 3;
 const DEFAULT_MIN_CONFIDENCE: f32 = 0.0;
 const DEFAULT_EARLY_AGREE: u32 = 3;
 const DEFAULT_CROP_PADDING: f32 = 0.08;
@@ -43,6 +44,7 @@ struct Settings {
     camera_id: String,
     source: Option<String>,
     min_reads: u32,
+    min_chars: u32,
     min_confidence: f32,
     plate_format: Option<String>,
     emit: AlprOcrEmit,
@@ -61,6 +63,7 @@ impl Default for Settings {
             camera_id: DEFAULT_CAMERA_ID.into(),
             source: None,
             min_reads: DEFAULT_MIN_READS,
+            min_chars: DEFAULT_MIN_CHARS,
             min_confidence: DEFAULT_MIN_CONFIDENCE,
             plate_format: None,
             emit: AlprOcrEmit::default(),
@@ -324,8 +327,10 @@ impl AlprOcr {
             state.counters.ocr_time += t0.elapsed();
             state.counters.ocr_batches += 1;
             state.counters.plates += batch.len() as u64;
+            let min_chars = state.settings.min_chars as usize;
             for ((i, crop, quality), read) in batch.into_iter().zip(reads) {
-                if read.text.is_empty() {
+                // Fewer characters than any plate has: a fragment or not a plate at all.
+                if read.text.chars().count() < min_chars {
                     continue;
                 }
                 state.counters.reads += 1;
@@ -362,6 +367,11 @@ impl AlprOcr {
                     crop: Some(crop),
                     seen_ms: now,
                 };
+                // Behind a tracker, an untracked plate is a one-off detection (too weak to start
+                // a track): reading it is fine, an event per such read is noise.
+                if frame.tracked && obj.track_id == 0 {
+                    continue;
+                }
                 if let Some(e) = state.tracks.observe(obj.track_id, obs) {
                     emissions.push(e);
                 }
@@ -523,6 +533,14 @@ impl ObjectImpl for AlprOcr {
                     .default_value(DEFAULT_MIN_READS)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecUInt::builder("min-chars")
+                    .nick("Minimum characters")
+                    .blurb("Reads with fewer characters are ignored (fragments, not plates)")
+                    .minimum(1)
+                    .maximum(16)
+                    .default_value(DEFAULT_MIN_CHARS)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecFloat::builder("min-confidence")
                     .nick("Minimum confidence")
                     .blurb("Decision confidence needed for an event, 0..1 (0 = any)")
@@ -619,6 +637,7 @@ impl ObjectImpl for AlprOcr {
             }
             "source" => set!(source, Option<String>),
             "min-reads" => set!(min_reads, u32),
+            "min-chars" => set!(min_chars, u32),
             "min-confidence" => set!(min_confidence, f32),
             "plate-format" => set!(plate_format, Option<String>),
             "emit" => set!(emit, AlprOcrEmit),
@@ -645,6 +664,7 @@ impl ObjectImpl for AlprOcr {
             "camera-id" => s.camera_id.to_value(),
             "source" => s.source.to_value(),
             "min-reads" => s.min_reads.to_value(),
+            "min-chars" => s.min_chars.to_value(),
             "min-confidence" => s.min_confidence.to_value(),
             "plate-format" => s.plate_format.to_value(),
             "emit" => s.emit.to_value(),

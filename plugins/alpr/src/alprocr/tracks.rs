@@ -4,12 +4,26 @@
 
 use std::collections::HashMap;
 
-use super::vote::{Decision, DecisionKind, TrackVoter, VoteRead, VoterConfig};
+use super::vote::{
+    Decision, DecisionKind, TrackVoter, VoteRead, VoterConfig, levenshtein, normalize_o0,
+};
 use crate::event::PlateEvent;
 use crate::meta::BBox;
 
 /// How many of a track's crops are kept (best quality first) to pick the published one from.
 const KEPT_CROPS: usize = 6;
+/// A track is split when this many confident reads in a row agree with each other but differ
+/// from the track's decision by at least [`SPLIT_DISTANCE`] characters: the tracker has followed
+/// a new car into the place of the old one (a queue at a barrier, a camera cut).
+const SPLIT_READS: usize = 2;
+const SPLIT_DISTANCE: usize = 3;
+const SPLIT_MIN_CONFIDENCE: f32 = 0.5;
+/// Split segments of track `t` are published as `t + k * SEGMENT_STRIDE`, k = 1, 2, ...
+pub const SEGMENT_STRIDE: u64 = 1 << 48;
+
+fn plate_distance(a: &str, b: &str) -> usize {
+    levenshtein(&normalize_o0(a), &normalize_o0(b))
+}
 
 /// A plate crop as packed RGB.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +64,11 @@ struct Candidate {
 
 #[derive(Debug)]
 struct TrackState {
+    /// Track id published in events (the tracker's id, or a split segment of it).
+    event_track: u64,
+    /// Confident reads that disagree with the decision, held back until they prove a new car
+    /// (then they start a new segment) or turn out to be outliers (then the voter gets them).
+    doubtful: Vec<Observation>,
     voter: TrackVoter,
     pushed: usize,
     first_seen_ms: i64,
@@ -69,6 +88,8 @@ pub struct Emission {
 pub struct Tracks {
     cfg: VoterConfig,
     tracks: HashMap<u64, TrackState>,
+    /// Segments started per tracker id by splits.
+    segments: HashMap<u64, u64>,
 }
 
 impl Tracks {
@@ -76,6 +97,7 @@ impl Tracks {
         Tracks {
             cfg,
             tracks: HashMap::new(),
+            segments: HashMap::new(),
         }
     }
 
@@ -87,27 +109,70 @@ impl Tracks {
     /// Track 0 (no tracker upstream) is one event per read.
     pub fn observe(&mut self, track_id: u64, obs: Observation) -> Option<Emission> {
         if track_id == 0 {
-            let mut state = TrackState::new(TrackVoter::new(self.cfg.clone()), obs.seen_ms);
+            let mut state = TrackState::new(TrackVoter::new(self.cfg.clone()), obs.seen_ms, 0);
             let decision = match state.add(obs) {
                 Some(d) => d,
                 None => state.voter.finish()?,
             };
-            return Some(state.emission(0, decision));
+            return Some(state.emission(decision));
         }
         let cfg = &self.cfg;
-        let state = self
-            .tracks
-            .entry(track_id)
-            .or_insert_with(|| TrackState::new(TrackVoter::new(cfg.clone()), obs.seen_ms));
-        let decision = state.add(obs)?;
-        Some(state.emission(track_id, decision))
+        let state = self.tracks.entry(track_id).or_insert_with(|| {
+            TrackState::new(TrackVoter::new(cfg.clone()), obs.seen_ms, track_id)
+        });
+        let current = state.voter.current().filter(|d| d.reads >= SPLIT_READS);
+        let doubtful = current.as_ref().is_some_and(|d| {
+            obs.read.confidence >= SPLIT_MIN_CONFIDENCE
+                && plate_distance(&obs.read.text, &d.text) >= SPLIT_DISTANCE
+        });
+        if !doubtful {
+            // Held-back reads were outliers after all: they count for this car.
+            let mut out = None;
+            for held in std::mem::take(&mut state.doubtful) {
+                out = state.add(held).or(out);
+            }
+            let decision = state.add(obs).map(|d| state.emission(d));
+            return decision.or_else(|| out.map(|d| state.emission(d)));
+        }
+        state.doubtful.push(obs);
+        let held = &state.doubtful;
+        let agree = held.len() >= SPLIT_READS
+            && held
+                .iter()
+                .all(|o| plate_distance(&o.read.text, &held[0].read.text) < SPLIT_DISTANCE);
+        if !agree {
+            return None;
+        }
+        // A new car: finish the old one, start a segment with the held-back reads.
+        let held = std::mem::take(&mut state.doubtful);
+        let old = state.voter.finish().map(|d| state.emission(d));
+        let seg = self.segments.entry(track_id).or_default();
+        *seg += 1;
+        let mut fresh = TrackState::new(
+            TrackVoter::new(self.cfg.clone()),
+            held[0].seen_ms,
+            track_id + *seg * SEGMENT_STRIDE,
+        );
+        let mut early = None;
+        for o in held {
+            early = fresh.add(o).or(early);
+        }
+        let early = early.map(|d| fresh.emission(d));
+        self.tracks.insert(track_id, fresh);
+        // The old car's final event first; an early event of the new one is rare here and
+        // would come again at its track end, so only one is returned.
+        old.or(early)
     }
 
     /// Ends a track: its final decision, unless already emitted unchanged.
     pub fn end(&mut self, track_id: u64) -> Option<Emission> {
         let mut state = self.tracks.remove(&track_id)?;
+        self.segments.remove(&track_id);
+        for held in std::mem::take(&mut state.doubtful) {
+            state.add(held);
+        }
         let decision = state.voter.finish()?;
-        Some(state.emission(track_id, decision))
+        Some(state.emission(decision))
     }
 
     /// Ends every open track (EOS), in track order.
@@ -124,8 +189,10 @@ impl Tracks {
 }
 
 impl TrackState {
-    fn new(voter: TrackVoter, now_ms: i64) -> Self {
+    fn new(voter: TrackVoter, now_ms: i64, event_track: u64) -> Self {
         TrackState {
+            event_track,
+            doubtful: Vec::new(),
             voter,
             pushed: 0,
             first_seen_ms: now_ms,
@@ -162,7 +229,8 @@ impl TrackState {
         self.voter.push(obs.read)
     }
 
-    fn emission(&mut self, track_id: u64, d: Decision) -> Emission {
+    fn emission(&mut self, d: Decision) -> Emission {
+        let track_id = self.event_track;
         let revision = match (self.revision, d.kind) {
             (None, _) => 0,
             (Some(r), DecisionKind::Update) => r + 1,
@@ -259,6 +327,33 @@ mod tests {
         assert_eq!((e.event.first_seen_ms, e.event.last_seen_ms), (1040, 1120));
         assert_eq!(e.event.vehicle_class.as_deref(), Some("car"));
         assert!(t.end(5).is_none(), "ended once");
+    }
+
+    /// The tracker follows a new car into the old one's place: after two confident reads of a
+    /// clearly different plate the old car's event comes out and the new car gets a segment id;
+    /// a single deviating read is just an outlier.
+    #[test]
+    fn a_different_plate_in_one_track_splits_it() {
+        let mut t = Tracks::new(VoterConfig::default());
+        for f in 0..3 {
+            assert!(t.observe(9, obs("RK641AL", 0.9, 0.6, f)).is_none());
+        }
+        assert!(
+            t.observe(9, obs("XY999ZZ", 0.9, 0.6, 3)).is_none(),
+            "one outlier"
+        );
+        assert!(t.observe(9, obs("RK641AL", 0.9, 0.6, 4)).is_none());
+        assert!(t.observe(9, obs("RK891AU", 0.9, 0.6, 5)).is_none());
+        let old = t.observe(9, obs("RK891AU", 0.9, 0.6, 6)).expect("split");
+        assert_eq!(old.event.plate_text, "RK641AL");
+        assert_eq!(old.event.track_id, 9);
+        assert_eq!(old.event.reads, 4);
+        // A 1-character misread does not split.
+        assert!(t.observe(9, obs("RK891AV", 0.9, 0.6, 7)).is_none());
+        let new = t.end(9).expect("new car at track end");
+        assert_eq!(new.event.plate_text, "RK891AU");
+        assert_eq!(new.event.track_id, 9 + SEGMENT_STRIDE);
+        assert_eq!(new.event.frame_number, 5);
     }
 
     #[test]

@@ -365,6 +365,7 @@ impl BaseTransformImpl for AlprTrack {
         }
         state.frames += 1;
         state.tracker.process(&mut frame);
+        frame.tracked = true;
         for o in &frame.objects {
             if o.track_id > state.last_track && o.track_id < super::tracker::PLATE_TRACK_BASE {
                 // Ids only grow, so a new highest id is a new vehicle track.

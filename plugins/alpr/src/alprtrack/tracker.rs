@@ -74,10 +74,13 @@ impl FrameTracker {
         }
         let public = self.next_public;
         self.next_public += 1;
-        self.vehicle.insert(vt, Vehicle {
-            public,
-            plate: None,
-        });
+        self.vehicle.insert(
+            vt,
+            Vehicle {
+                public,
+                plate: None,
+            },
+        );
         public
     }
 
@@ -166,14 +169,15 @@ impl FrameTracker {
                     self.plate_owner.insert(*p, v);
                     self.note_plate(v, *p, &seen_plates, frame, ended)
                 }
-                (Some(p), None) => match self.plate_owner.get(p).and_then(|v| self.vehicle.get(v))
-                {
-                    Some(v) => v.public,
-                    None => {
-                        self.plate_only_seen.insert(*p);
-                        PLATE_TRACK_BASE + p
+                (Some(p), None) => {
+                    match self.plate_owner.get(p).and_then(|v| self.vehicle.get(v)) {
+                        Some(v) => v.public,
+                        None => {
+                            self.plate_only_seen.insert(*p);
+                            PLATE_TRACK_BASE + p
+                        }
                     }
-                },
+                }
                 (None, Some(v)) => self.public_of(v),
                 (None, None) => 0,
             };
@@ -247,7 +251,11 @@ impl FrameTracker {
             frame.objects.push(AlprObject {
                 id: next_id,
                 kind: Some(ObjectKind::Vehicle),
-                class: self.class_names.get(&t.class_id).cloned().unwrap_or_default(),
+                class: self
+                    .class_names
+                    .get(&t.class_id)
+                    .cloned()
+                    .unwrap_or_default(),
                 confidence: t.score,
                 bbox: BBox::new(t.x, t.y, t.w, t.h),
                 track_id: public,
@@ -274,7 +282,11 @@ impl FrameTracker {
             frame.objects.push(AlprObject {
                 id: next_id,
                 kind: Some(ObjectKind::Plate),
-                class: self.class_names.get(&t.class_id).cloned().unwrap_or_default(),
+                class: self
+                    .class_names
+                    .get(&t.class_id)
+                    .cloned()
+                    .unwrap_or_default(),
                 confidence: t.score,
                 bbox: BBox::new(t.x, t.y, t.w, t.h),
                 parent_id: owner.and_then(|v| by_track.get(&v).copied()),
@@ -369,6 +381,7 @@ mod tests {
                 AlprFrame {
                     frame_number: f,
                     detected: true,
+                    tracked: false,
                     width: 1280,
                     height: 720,
                     objects,
@@ -408,6 +421,7 @@ mod tests {
             let mut frame = AlprFrame {
                 frame_number: f,
                 detected: true,
+                tracked: false,
                 width: 640,
                 height: 480,
                 objects: if f < 5 {
@@ -445,11 +459,22 @@ mod tests {
             let mut frame = AlprFrame {
                 frame_number: f,
                 detected: true,
+                tracked: false,
                 width: 640,
                 height: 480,
                 objects: vec![
-                    obj(1, ObjectKind::Vehicle, BBox::new(100.0, 100.0, 300.0, 200.0), None),
-                    obj(2, ObjectKind::Plate, BBox::new(plate_x, 250.0, 60.0, 20.0), Some(1)),
+                    obj(
+                        1,
+                        ObjectKind::Vehicle,
+                        BBox::new(100.0, 100.0, 300.0, 200.0),
+                        None,
+                    ),
+                    obj(
+                        2,
+                        ObjectKind::Plate,
+                        BBox::new(plate_x, 250.0, 60.0, 20.0),
+                        Some(1),
+                    ),
                 ],
                 ended_tracks: vec![],
             };
