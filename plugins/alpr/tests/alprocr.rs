@@ -205,7 +205,7 @@ fn slideshow_gives_one_correct_event_per_car() {
     let correct = per_car
         .iter()
         .zip(&truth)
-        .filter(|(v, t)| v.iter().any(|p| *p == t.2))
+        .filter(|(v, t)| v.contains(&t.2))
         .count();
     let correct_o0 = per_car
         .iter()
