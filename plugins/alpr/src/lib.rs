@@ -11,6 +11,8 @@ pub mod alprdetect;
 pub mod alprocr;
 pub mod alprtrack;
 pub mod event;
+pub mod kafkasink;
+pub mod link;
 pub mod meta;
 pub mod models;
 pub mod runtime;
@@ -20,6 +22,7 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     event::register();
     alprdetect::register(plugin)?;
     alprtrack::register(plugin)?;
+    kafkasink::register(plugin)?;
     Ok(())
 }
 

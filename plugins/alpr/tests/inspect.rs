@@ -81,3 +81,8 @@ fn alprdetect_inspect_snapshot() {
 fn alprtrack_inspect_snapshot() {
     check("alprtrack");
 }
+
+#[test]
+fn kafkasink_inspect_snapshot() {
+    check("kafkasink");
+}
