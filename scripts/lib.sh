@@ -19,6 +19,7 @@ APT_PACKAGES=(
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav
+  libssl-dev zlib1g-dev
 )
 
 # Installs the Debian packages that are missing (no apt call at all when none is).
@@ -91,10 +92,32 @@ ensure_media() {
   [ -n "${ALPR_MEDIA_DIR:-}" ] || die "no test media: set ALPR_MEDIA_DIR (the sample clips of ../shared/media)"
 }
 
+# The tansu Kafka broker the kafkasink tests start: $ALPR_TANSU, the prebuilt ../shared/bin/tansu,
+# or a cached `cargo install` (~20 min on 2 cores, once per machine).
+TANSU_VERSION="${TANSU_VERSION:-0.6.0}"
+ensure_tansu() {
+  if [ -n "${ALPR_TANSU:-}" ]; then
+    [ -x "$ALPR_TANSU" ] || die "ALPR_TANSU=$ALPR_TANSU is not an executable"
+    return
+  fi
+  if [ -x "$ROOT/../shared/bin/tansu" ]; then
+    export ALPR_TANSU="$(cd "$ROOT/../shared/bin" && pwd)/tansu"
+    return
+  fi
+  local root="$CACHE/tansu"
+  if [ ! -x "$root/bin/tansu" ] || ! "$root/bin/tansu" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
+    log "building the tansu Kafka broker $TANSU_VERSION into $root (once; ~20 min on 2 cores)"
+    cargo install tansu --version "$TANSU_VERSION" --features dynostore,libsql --root "$root" \
+      || die "cargo install tansu $TANSU_VERSION failed"
+  fi
+  export ALPR_TANSU="$root/bin/tansu"
+}
+
 setup_all() {
   ensure_apt "$@"
   ensure_rust
   ensure_onnxruntime
   ensure_models
   ensure_media
+  ensure_tansu
 }

@@ -18,10 +18,17 @@ pub const EVENT_STRUCT: &str = "alpr-plate-event";
 /// Default crop key: `{date}/{camera}_track{track}_frame{frame}_q{quality}.jpg`.
 pub const DEFAULT_KEY_TEMPLATE: &str = "{date}/{camera}_track{track}_frame{frame}_q{quality}.jpg";
 
-/// Registers the events meta (from `plugin_init`).
+/// Name of the custom meta (and its structure) that carries vehicle-track events on a buffer.
+pub const VEHICLE_EVENTS_META: &str = "alpr-vehicle-events";
+/// Name of each vehicle-track event structure inside that meta's `events` array.
+pub const VEHICLE_EVENT_STRUCT: &str = "alpr-vehicle-event";
+
+/// Registers the events metas (from `plugin_init`).
 pub fn register() {
-    if !gst::meta::CustomMeta::is_registered(EVENTS_META) {
-        gst::meta::CustomMeta::register(EVENTS_META, &[]);
+    for name in [EVENTS_META, VEHICLE_EVENTS_META] {
+        if !gst::meta::CustomMeta::is_registered(name) {
+            gst::meta::CustomMeta::register(name, &[]);
+        }
     }
 }
 
@@ -202,7 +209,11 @@ pub fn attach(
 }
 
 fn read_structures(buffer: &gst::BufferRef) -> Vec<gst::Structure> {
-    gst::meta::CustomMeta::from_buffer(buffer, EVENTS_META)
+    read_meta_structures(buffer, EVENTS_META)
+}
+
+fn read_meta_structures(buffer: &gst::BufferRef, meta: &str) -> Vec<gst::Structure> {
+    gst::meta::CustomMeta::from_buffer(buffer, meta)
         .ok()
         .and_then(|m| m.structure().get::<gst::Array>("events").ok())
         .map(|a| {
@@ -218,6 +229,92 @@ pub fn read(buffer: &gst::BufferRef) -> Result<Vec<(PlateEvent, Option<gst::Buff
     read_structures(buffer)
         .iter()
         .map(|s| PlateEvent::from_structure(s))
+        .collect()
+}
+
+/// One finished vehicle track: the second event stream (topic `alpr.events.vehicles` in
+/// kafkasink). Its Avro schema is `schemas/vehicle_track_event.avsc`; it travels on buffers in
+/// the `alpr-vehicle-events` custom meta.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct VehicleTrackEvent {
+    /// Time-ordered unique id (UUIDv7), stable across retries.
+    pub event_id: String,
+    pub camera_id: String,
+    pub track_id: u64,
+    pub vehicle_class: String,
+    /// Wall-clock milliseconds since the UNIX epoch.
+    pub first_seen_ms: i64,
+    pub last_seen_ms: i64,
+    /// Frames in which the track was seen.
+    pub frames: u64,
+    /// Best plate read of the track, if any.
+    pub plate_text: Option<String>,
+    pub source: String,
+}
+
+impl VehicleTrackEvent {
+    pub fn to_structure(&self) -> gst::Structure {
+        let mut b = gst::Structure::builder(VEHICLE_EVENT_STRUCT)
+            .field("event-id", self.event_id.as_str())
+            .field("camera-id", self.camera_id.as_str())
+            .field("track-id", self.track_id)
+            .field("vehicle-class", self.vehicle_class.as_str())
+            .field("first-seen-ms", self.first_seen_ms)
+            .field("last-seen-ms", self.last_seen_ms)
+            .field("frames", self.frames)
+            .field("source", self.source.as_str());
+        if let Some(t) = &self.plate_text {
+            b = b.field("plate-text", t.as_str());
+        }
+        b.build()
+    }
+
+    pub fn from_structure(s: &gst::StructureRef) -> Result<VehicleTrackEvent, EventError> {
+        fn err<E: std::fmt::Display>(field: &'static str) -> impl Fn(E) -> EventError {
+            move |e| EventError {
+                field,
+                reason: e.to_string(),
+            }
+        }
+        Ok(VehicleTrackEvent {
+            event_id: s.get::<String>("event-id").map_err(err("event-id"))?,
+            camera_id: s.get::<String>("camera-id").map_err(err("camera-id"))?,
+            track_id: s.get::<u64>("track-id").map_err(err("track-id"))?,
+            vehicle_class: s.get::<String>("vehicle-class").unwrap_or_default(),
+            first_seen_ms: s
+                .get::<i64>("first-seen-ms")
+                .map_err(err("first-seen-ms"))?,
+            last_seen_ms: s.get::<i64>("last-seen-ms").map_err(err("last-seen-ms"))?,
+            frames: s.get::<u64>("frames").unwrap_or(0),
+            plate_text: s.get::<String>("plate-text").ok(),
+            source: s.get::<String>("source").unwrap_or_default(),
+        })
+    }
+}
+
+/// Adds vehicle-track events to `buffer`'s `alpr-vehicle-events` meta, appending to one
+/// already there.
+pub fn attach_vehicles(
+    buffer: &mut gst::BufferRef,
+    events: &[VehicleTrackEvent],
+) -> Result<(), gst::glib::BoolError> {
+    let mut all = read_meta_structures(buffer, VEHICLE_EVENTS_META);
+    all.extend(events.iter().map(|e| e.to_structure()));
+    let arr = gst::Array::new(all);
+    match gst::meta::CustomMeta::from_mut_buffer(buffer, VEHICLE_EVENTS_META) {
+        Ok(mut m) => m.mut_structure().set("events", arr),
+        Err(_) => gst::meta::CustomMeta::add(buffer, VEHICLE_EVENTS_META)?
+            .mut_structure()
+            .set("events", arr),
+    }
+    Ok(())
+}
+
+/// The vehicle-track events on `buffer` (empty when it carries none).
+pub fn read_vehicles(buffer: &gst::BufferRef) -> Result<Vec<VehicleTrackEvent>, EventError> {
+    read_meta_structures(buffer, VEHICLE_EVENTS_META)
+        .iter()
+        .map(|s| VehicleTrackEvent::from_structure(s))
         .collect()
 }
 

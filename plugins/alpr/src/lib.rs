@@ -12,6 +12,8 @@ pub mod alprdetect;
 pub mod alprocr;
 pub mod alprtrack;
 pub mod event;
+pub mod kafkasink;
+pub mod link;
 pub mod meta;
 pub mod models;
 pub mod runtime;
@@ -24,6 +26,7 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     alprtrack::register(plugin)?;
     alprocr::register(plugin)?;
     alprcsvsink::register(plugin)?;
+    kafkasink::register(plugin)?;
     Ok(())
 }
 

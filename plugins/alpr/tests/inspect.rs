@@ -81,3 +81,18 @@ fn alprdetect_inspect_snapshot() {
 fn alprtrack_inspect_snapshot() {
     check("alprtrack");
 }
+
+#[test]
+fn kafkasink_inspect_snapshot() {
+    check("kafkasink");
+}
+
+#[test]
+fn alprocr_inspect_snapshot() {
+    check("alprocr");
+}
+
+#[test]
+fn alprcsvsink_inspect_snapshot() {
+    check("alprcsvsink");
+}
