@@ -120,25 +120,27 @@ impl FrameTracker {
         // Vehicles first: plates need their owners' ids.
         let dets = self.detections_of(frame, ObjectKind::Vehicle);
         let out = self.vehicles.update(&dets);
-        // A new track is keyed from its first sighting, not only once ByteTrack confirms it.
-        let assignments: Vec<Option<TrackId>> = out
-            .assignments
-            .iter()
-            .zip(&out.tentative)
-            .map(|(a, t)| a.or(*t))
-            .collect();
+        let confirmed = out.assignments.clone();
+        let tentative = out.tentative.clone();
         let mut removed = out.removed.clone();
         removed.extend(&out.dropped);
-        // Object id -> ByteTrack vehicle track, for the plates' parents.
+        // Object id -> ByteTrack vehicle track, for the plates' parents. A vehicle born on this
+        // frame (not yet confirmed) already lends its id to its plate, so the plate's first read
+        // is filed with the car; the vehicle box itself shows a track only once confirmed.
         let mut vehicle_of_object: HashMap<u32, TrackId> = HashMap::new();
-        for (d, tid) in dets.iter().zip(&assignments) {
+        for (k, d) in dets.iter().enumerate() {
             let idx = d.user as usize;
-            let public = match tid {
-                Some(t) => {
-                    vehicle_of_object.insert(frame.objects[idx].id, *t);
-                    self.public_of(*t)
+            let public = match (confirmed[k], tentative[k]) {
+                (Some(t), _) => {
+                    vehicle_of_object.insert(frame.objects[idx].id, t);
+                    self.public_of(t)
                 }
-                None => 0,
+                (None, Some(t)) => {
+                    vehicle_of_object.insert(frame.objects[idx].id, t);
+                    self.public_of(t);
+                    0
+                }
+                (None, None) => 0,
             };
             let obj = &mut frame.objects[idx];
             obj.track_id = public;
@@ -149,6 +151,7 @@ impl FrameTracker {
 
         let dets = self.detections_of(frame, ObjectKind::Plate);
         let out = self.plates.update(&dets);
+        let confirmed = out.assignments.clone();
         let assignments: Vec<Option<TrackId>> = out
             .assignments
             .iter()
@@ -167,7 +170,11 @@ impl FrameTracker {
             let track_id = match (ptid, parent) {
                 (Some(p), Some(v)) => {
                     self.plate_owner.insert(*p, v);
-                    self.note_plate(v, *p, &seen_plates, frame, ended)
+                    if confirmed[k].is_some() {
+                        self.note_plate(v, *p, &seen_plates, frame, ended)
+                    } else {
+                        self.public_of(v)
+                    }
                 }
                 (Some(p), None) => {
                     match self.plate_owner.get(p).and_then(|v| self.vehicle.get(v)) {
@@ -188,9 +195,11 @@ impl FrameTracker {
         self.end_plates(&removed, ended);
     }
 
-    /// Records that vehicle track `v` carries plate track `p`; if it carried another plate that
-    /// is gone now, the vehicle track has switched cars: the old id ends and a new one starts
-    /// (objects of this frame already labelled with the old id are relabelled).
+    /// Records that vehicle track `v` carries the confirmed plate track `p`; if it carried another
+    /// confirmed plate that is gone now, the vehicle track has switched cars: the old id ends and
+    /// a new one starts (objects of this frame already labelled with the old id are relabelled).
+    /// Only confirmed plate tracks count: a flickering false plate (born and dropped again and
+    /// again) must not split a car.
     fn note_plate(
         &mut self,
         v: TrackId,
@@ -484,11 +493,12 @@ mod tests {
             ids.push(car);
             ended.extend(frame.ended_tracks.iter().map(|e| (f, *e)));
         }
-        assert!(ids[..5].iter().all(|&i| i == ids[0]), "{ids:?}");
-        assert!(ids[5..].iter().all(|&i| i == ids[5]), "{ids:?}");
-        assert_ne!(ids[0], ids[5]);
-        assert_eq!(ended, vec![(5, ids[0])]);
-        assert_eq!(t.finish(), vec![ids[5]]);
+        // The new plate's track is confirmed on its second frame (6): the split happens there.
+        assert!(ids[..6].iter().all(|&i| i == ids[0]), "{ids:?}");
+        assert!(ids[6..].iter().all(|&i| i == ids[6]), "{ids:?}");
+        assert_ne!(ids[0], ids[6]);
+        assert_eq!(ended, vec![(6, ids[0])]);
+        assert_eq!(t.finish(), vec![ids[6]]);
     }
 
     #[test]
