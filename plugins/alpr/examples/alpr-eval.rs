@@ -157,7 +157,7 @@ fn video(path: &str, truth_csv: &str, props: &[String]) -> Res<()> {
         .static_pad("sink")
         .ok_or("pad")?
         .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-            if let Some(Ok(evs)) = info.buffer().map(event::read) {
+            if let Some(Ok(evs)) = info.buffer().map(|b| event::read(b)) {
                 ev2.lock().unwrap().extend(evs.into_iter().map(|(e, _)| e));
             }
             gst::PadProbeReturn::Ok
