@@ -15,6 +15,7 @@ pub mod event;
 pub mod kafkasink;
 pub mod link;
 pub mod meta;
+pub mod metrics;
 pub mod models;
 pub mod runtime;
 pub mod video;

@@ -39,6 +39,7 @@ struct Settings {
     threads: u32,
     interval: u32,
     max_vehicle_crops: u32,
+    metrics_address: Option<String>,
 }
 
 impl Default for Settings {
@@ -53,6 +54,7 @@ impl Default for Settings {
             threads: DEFAULT_THREADS,
             interval: DEFAULT_INTERVAL,
             max_vehicle_crops: DEFAULT_MAX_VEHICLE_CROPS,
+            metrics_address: None,
         }
     }
 }
@@ -83,6 +85,7 @@ struct State {
     layout: Option<(Layout, YuvMatrix)>,
     frame: AlprFrame,
     counters: Counters,
+    series: crate::metrics::ElementSeries,
 }
 
 #[derive(Default)]
@@ -243,6 +246,15 @@ impl ObjectImpl for AlprDetect {
                     .default_value(DEFAULT_MAX_VEHICLE_CROPS)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecString::builder("metrics-address")
+                    .nick("Metrics address")
+                    .blurb(
+                        "host:port of the process-wide Prometheus endpoint (/metrics), opened by \
+                         the first ALPR element that starts; \"off\" disables it. NULL: \
+                         $ALPR_METRICS_ADDRESS, else 0.0.0.0:8001",
+                    )
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
                     .blurb(
@@ -282,6 +294,7 @@ impl ObjectImpl for AlprDetect {
             "threads" => set!(threads, u32),
             "interval" => set!(interval, u32),
             "max-vehicle-crops" => set!(max_vehicle_crops, u32),
+            "metrics-address" => set!(metrics_address, Option<String>),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -301,6 +314,7 @@ impl ObjectImpl for AlprDetect {
             "threads" => s.threads.to_value(),
             "interval" => s.interval.to_value(),
             "max-vehicle-crops" => s.max_vehicle_crops.to_value(),
+            "metrics-address" => s.metrics_address.to_value(),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -355,12 +369,22 @@ impl BaseTransformImpl for AlprDetect {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let settings = self.settings.lock().unwrap().clone();
         let engine = self.load_engine(&settings)?;
+        match crate::metrics::ensure_server(settings.metrics_address.as_deref()) {
+            Ok(state) => gst::debug!(CAT, imp = self, "metrics: {state:?}"),
+            Err(e) => gst::element_imp_warning!(
+                self,
+                gst::ResourceError::OpenWrite,
+                ("{e}: the Prometheus endpoint is not served by this process"),
+                ["set metrics-address (or ALPR_METRICS_ADDRESS) to a free host:port, or off"]
+            ),
+        }
         *self.state.lock().unwrap() = Some(State {
             engine,
             info: None,
             layout: None,
             frame: AlprFrame::default(),
             counters: Counters::default(),
+            series: crate::metrics::ElementSeries::new(&self.obj().name()),
         });
         Ok(())
     }
@@ -433,8 +457,10 @@ impl BaseTransformImpl for AlprDetect {
             return Err(gst::FlowError::NotNegotiated);
         };
 
+        let started = std::time::Instant::now();
         let frame_number = state.counters.frames;
         state.counters.frames += 1;
+        state.series.frames.inc();
         let detect = frame_number % interval == 0;
         state.frame.frame_number = frame_number;
         state.frame.detected = detect;
@@ -468,9 +494,19 @@ impl BaseTransformImpl for AlprDetect {
             }
             drop(vframe);
             state.counters.detected_frames += 1;
-            state.counters.vehicles += state.frame.vehicles().count() as u64;
-            state.counters.plates += state.frame.plates().count() as u64;
+            let (nv, np) = (
+                state.frame.vehicles().count() as u64,
+                state.frame.plates().count() as u64,
+            );
+            state.counters.vehicles += nv;
+            state.counters.plates += np;
+            state.series.vehicles.inc_by(nv);
+            state.series.plates.inc_by(np);
         }
+        state
+            .series
+            .processing
+            .observe(started.elapsed().as_secs_f64());
 
         gst::trace!(
             CAT,

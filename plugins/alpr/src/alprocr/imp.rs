@@ -128,6 +128,8 @@ struct State {
     pending: Vec<(PlateEvent, Option<gst::Buffer>)>,
     counters: Counters,
     warned_no_meta: bool,
+    series: crate::metrics::ElementSeries,
+    events_series: prometheus::IntCounter,
 }
 
 #[derive(Default)]
@@ -418,6 +420,7 @@ impl AlprOcr {
             }
             let events = std::mem::take(&mut state.pending);
             state.counters.events += events.len() as u64;
+            state.events_series.inc_by(events.len() as u64);
             (state.last.clone(), events)
         };
         self.post_events(&events);
@@ -737,6 +740,7 @@ impl BaseTransformImpl for AlprOcr {
         })?;
         let engine = self.load(&settings)?;
         let source = settings.source.clone().unwrap_or_else(default_source);
+        let settings_camera = settings.camera_id.clone();
         *self.state.lock().unwrap() = Some(State {
             engine,
             tracks: Tracks::new(voter),
@@ -750,6 +754,10 @@ impl BaseTransformImpl for AlprOcr {
             pending: Vec::new(),
             counters: Counters::default(),
             warned_no_meta: false,
+            series: crate::metrics::ElementSeries::new(&self.obj().name()),
+            events_series: crate::metrics::get()
+                .events
+                .with_label_values(&[self.obj().name().as_str(), settings_camera.as_str()]),
         });
         Ok(())
     }
@@ -832,8 +840,11 @@ impl BaseTransformImpl for AlprOcr {
             }
         };
 
+        let started = std::time::Instant::now();
         let mut guard = self.state.lock().unwrap();
         let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+        state.series.frames.inc();
+        let reads_before = state.counters.reads;
         let mut events = match self.process(state, buf, &mut frame) {
             Ok(ev) => ev,
             Err(e) => {
@@ -844,6 +855,15 @@ impl BaseTransformImpl for AlprOcr {
         };
         events.splice(0..0, std::mem::take(&mut state.pending));
         state.counters.events += events.len() as u64;
+        state.events_series.inc_by(events.len() as u64);
+        state
+            .series
+            .reads
+            .inc_by(state.counters.reads - reads_before);
+        state
+            .series
+            .processing
+            .observe(started.elapsed().as_secs_f64());
         drop(guard);
 
         frame.write(buf).map_err(|e| {

@@ -69,6 +69,7 @@ struct State {
     tracks_started: u64,
     last_track: u64,
     warned_no_meta: bool,
+    series: crate::metrics::ElementSeries,
 }
 
 #[derive(Default)]
@@ -87,6 +88,7 @@ impl AlprTrack {
             tracks_started: 0,
             last_track: 0,
             warned_no_meta: false,
+            series: crate::metrics::ElementSeries::new(&self.obj().name()),
         }
     }
 
@@ -363,9 +365,15 @@ impl BaseTransformImpl for AlprTrack {
             );
             frame.ended_tracks.extend(ended);
         }
+        let started = std::time::Instant::now();
         state.frames += 1;
+        state.series.frames.inc();
         state.tracker.process(&mut frame);
         frame.tracked = true;
+        state
+            .series
+            .processing
+            .observe(started.elapsed().as_secs_f64());
         for o in &frame.objects {
             if o.track_id > state.last_track && o.track_id < super::tracker::PLATE_TRACK_BASE {
                 // Ids only grow, so a new highest id is a new vehicle track.

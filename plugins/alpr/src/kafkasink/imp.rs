@@ -155,6 +155,15 @@ impl KafkaSink {
     }
 
     fn notify_stats(&self, force: bool) {
+        let stats = self
+            .state
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|st| st.shared.link().stats().clone());
+        if let Some(stats) = stats {
+            crate::metrics::link_stats(&self.obj().name(), &stats);
+        }
         let now = Instant::now();
         {
             let mut last = self.last_stats_notify.lock().unwrap();
@@ -191,6 +200,7 @@ impl KafkaSink {
                     }
                     _ => gst::info!(CAT, imp = self, "{}", t.message),
                 }
+                crate::metrics::link_transition(&self.obj().name(), &t);
                 let s = t.to_structure(SERVICE, &stats);
                 let _ = self
                     .obj()

@@ -1,0 +1,363 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! One process-wide Prometheus registry for every ALPR element, served at
+//! `http://<metrics-address>/metrics` by a small HTTP server that the first element to start
+//! opens (default `0.0.0.0:8001`, as the original pilot; `$ALPR_METRICS_ADDRESS` or alprdetect's
+//! `metrics-address` property change it, `off` disables it). A busy port is a warning, never a
+//! pipeline error: the counters keep counting and another process may be serving its own.
+//!
+//! Series follow Prometheus conventions (`_total` counters, `_seconds` units) and are labelled by
+//! element instance name (`element`), sink name (`sink`) and camera where known.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+pub const DEFAULT_ADDRESS: &str = "0.0.0.0:8001";
+
+/// Every series name this module exports (the dashboard and the tests check against it).
+pub const SERIES: &[&str] = &[
+    "alpr_frames_total",
+    "alpr_detections_total",
+    "alpr_reads_total",
+    "alpr_events_total",
+    "alpr_processing_seconds",
+    "alpr_sink_connected",
+    "alpr_sink_connection_attempts_total",
+    "alpr_sink_queue_depth",
+    "alpr_sink_queue_oldest_age_seconds",
+    "alpr_sink_delivered_total",
+    "alpr_sink_failed_total",
+    "alpr_sink_dropped_total",
+    "alpr_sink_delivery_latency_seconds",
+];
+
+pub struct Metrics {
+    pub registry: Registry,
+    /// Frames processed, by element.
+    pub frames: IntCounterVec,
+    /// Objects detected, by element and kind (vehicle, license-plate).
+    pub detections: IntCounterVec,
+    /// Plate reads (non-empty OCR results), by element.
+    pub reads: IntCounterVec,
+    /// Plate events emitted, by element and camera.
+    pub events: IntCounterVec,
+    /// Processing time per frame, by element.
+    pub processing: HistogramVec,
+    /// 1 while a sink is connected to its service, by sink.
+    pub sink_connected: IntGaugeVec,
+    /// Connection attempts, by sink and result (ok, failed).
+    pub sink_attempts: IntCounterVec,
+    /// Items waiting in a sink's outbox / upload queue.
+    pub sink_queue_depth: IntGaugeVec,
+    /// Age of the oldest waiting item, seconds.
+    pub sink_queue_oldest_age: IntGaugeVec,
+    pub sink_delivered: IntCounterVec,
+    pub sink_failed: IntCounterVec,
+    /// Items given up by the overflow policy.
+    pub sink_dropped: IntCounterVec,
+    /// Time from acceptance by the sink to acknowledgement by the service.
+    pub sink_latency: HistogramVec,
+}
+
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("registered once");
+    c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("registered once");
+    g
+}
+
+fn histogram(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: Vec<f64>,
+) -> HistogramVec {
+    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+        .expect("valid metric");
+    r.register(Box::new(h.clone())).expect("registered once");
+    h
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    let r = Registry::new();
+    let seconds = vec![
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    ];
+    let latency = vec![
+        0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+    ];
+    Metrics {
+        frames: counter(&r, "alpr_frames_total", "Frames processed", &["element"]),
+        detections: counter(
+            &r,
+            "alpr_detections_total",
+            "Objects detected",
+            &["element", "kind"],
+        ),
+        reads: counter(
+            &r,
+            "alpr_reads_total",
+            "Plate reads (non-empty OCR results)",
+            &["element"],
+        ),
+        events: counter(
+            &r,
+            "alpr_events_total",
+            "Plate events emitted",
+            &["element", "camera"],
+        ),
+        processing: histogram(
+            &r,
+            "alpr_processing_seconds",
+            "Processing time per frame",
+            &["element"],
+            seconds,
+        ),
+        sink_connected: gauge(
+            &r,
+            "alpr_sink_connected",
+            "1 while the sink is connected to its service",
+            &["sink"],
+        ),
+        sink_attempts: counter(
+            &r,
+            "alpr_sink_connection_attempts_total",
+            "Connection attempts by result",
+            &["sink", "result"],
+        ),
+        sink_queue_depth: gauge(
+            &r,
+            "alpr_sink_queue_depth",
+            "Items waiting in the sink's outbox or upload queue",
+            &["sink"],
+        ),
+        sink_queue_oldest_age: gauge(
+            &r,
+            "alpr_sink_queue_oldest_age_seconds",
+            "Age of the oldest waiting item",
+            &["sink"],
+        ),
+        sink_delivered: counter(
+            &r,
+            "alpr_sink_delivered_total",
+            "Items acknowledged by the service",
+            &["sink"],
+        ),
+        sink_failed: counter(
+            &r,
+            "alpr_sink_failed_total",
+            "Delivery attempts that failed (the item stays queued)",
+            &["sink"],
+        ),
+        sink_dropped: counter(
+            &r,
+            "alpr_sink_dropped_total",
+            "Items given up by the overflow policy",
+            &["sink"],
+        ),
+        sink_latency: histogram(
+            &r,
+            "alpr_sink_delivery_latency_seconds",
+            "Time from acceptance by the sink to acknowledgement by the service",
+            &["sink"],
+            latency,
+        ),
+        registry: r,
+    }
+});
+
+/// The process-wide metrics.
+pub fn get() -> &'static Metrics {
+    &METRICS
+}
+
+/// An analyser element's series, resolved once at start (no label lookups per frame).
+pub struct ElementSeries {
+    pub frames: IntCounter,
+    pub processing: Histogram,
+    pub vehicles: IntCounter,
+    pub plates: IntCounter,
+    pub reads: IntCounter,
+}
+
+impl ElementSeries {
+    pub fn new(element: &str) -> Self {
+        let m = get();
+        ElementSeries {
+            frames: m.frames.with_label_values(&[element]),
+            processing: m.processing.with_label_values(&[element]),
+            vehicles: m.detections.with_label_values(&[element, "vehicle"]),
+            plates: m.detections.with_label_values(&[element, "license-plate"]),
+            reads: m.reads.with_label_values(&[element]),
+        }
+    }
+}
+
+/// The exposition text of every series (what `/metrics` serves).
+pub fn render() -> String {
+    let mut buf = Vec::new();
+    let _ = TextEncoder::new().encode(&METRICS.registry.gather(), &mut buf);
+    String::from_utf8(buf).unwrap_or_default()
+}
+
+/// Records a link transition of sink `sink` (connected gauge, attempts by result).
+pub fn link_transition(sink: &str, t: &crate::link::Transition) {
+    use crate::link::LinkStatus;
+    let m = get();
+    m.sink_connected
+        .with_label_values(&[sink])
+        .set((t.to == LinkStatus::Connected) as i64);
+    match (t.from, t.to) {
+        (_, LinkStatus::Connected) => m.sink_attempts.with_label_values(&[sink, "ok"]).inc(),
+        (LinkStatus::Connecting, LinkStatus::Disconnected) => {
+            m.sink_attempts.with_label_values(&[sink, "failed"]).inc()
+        }
+        _ => {}
+    }
+}
+
+static LINK_LAST: LazyLock<Mutex<std::collections::HashMap<String, crate::link::LinkStats>>> =
+    LazyLock::new(Default::default);
+
+/// Publishes a sink's counters (its `stats` property) as series; counters advance by the
+/// difference to the last published values.
+pub fn link_stats(sink: &str, stats: &crate::link::LinkStats) {
+    let m = get();
+    m.sink_queue_depth
+        .with_label_values(&[sink])
+        .set(stats.queued as i64);
+    let mut last = LINK_LAST.lock().unwrap_or_else(|e| e.into_inner());
+    let prev = last.entry(sink.to_string()).or_default();
+    let delta = |now: u64, before: u64| now.saturating_sub(before);
+    m.sink_delivered
+        .with_label_values(&[sink])
+        .inc_by(delta(stats.delivered, prev.delivered));
+    m.sink_failed
+        .with_label_values(&[sink])
+        .inc_by(delta(stats.failures, prev.failures));
+    m.sink_dropped
+        .with_label_values(&[sink])
+        .inc_by(delta(stats.dropped, prev.dropped));
+    *prev = stats.clone();
+}
+
+/// What [`ensure_server`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerState {
+    /// Serving on this address (possibly started by another element earlier).
+    Serving(SocketAddr),
+    Disabled,
+}
+
+static SERVER: Mutex<Option<ServerState>> = Mutex::new(None);
+
+/// The address to serve on: `requested` (a property) if set, else `$ALPR_METRICS_ADDRESS`, else
+/// [`DEFAULT_ADDRESS`]. `off` (or empty) disables the server.
+pub fn address(requested: Option<&str>) -> String {
+    requested
+        .map(str::to_string)
+        .or_else(|| std::env::var("ALPR_METRICS_ADDRESS").ok())
+        .unwrap_or_else(|| DEFAULT_ADDRESS.to_string())
+}
+
+/// Starts the `/metrics` server once per process. Later calls return the first result; an error
+/// (port busy, bad address) is returned once and retried by the next element that starts.
+pub fn ensure_server(requested: Option<&str>) -> Result<ServerState, String> {
+    let mut guard = SERVER.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(s) = guard.as_ref() {
+        return Ok(s.clone());
+    }
+    let addr = address(requested);
+    if addr.is_empty() || addr == "off" {
+        *guard = Some(ServerState::Disabled);
+        return Ok(ServerState::Disabled);
+    }
+    let listener = TcpListener::bind(&addr)
+        .map_err(|e| format!("metrics server cannot listen on {addr}: {e}"))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| format!("metrics server on {addr}: {e}"))?;
+    std::thread::Builder::new()
+        .name("alpr-metrics".into())
+        .spawn(move || {
+            for stream in listener.incoming().flatten() {
+                // One short request at a time: scrapes are rare and small.
+                let _ = serve(stream);
+            }
+        })
+        .map_err(|e| format!("metrics server thread: {e}"))?;
+    let state = ServerState::Serving(local);
+    *guard = Some(state.clone());
+    Ok(state)
+}
+
+fn serve(stream: TcpStream) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request = String::new();
+    reader.read_line(&mut request)?;
+    // Drain the headers.
+    let mut line = String::new();
+    while reader.read_line(&mut line)? > 2 {
+        line.clear();
+    }
+    let path = request.split_whitespace().nth(1).unwrap_or("");
+    let mut out = stream;
+    if request.starts_with("GET ") && (path == "/metrics" || path.starts_with("/metrics?")) {
+        let body = render();
+        write!(
+            out,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    } else {
+        let body = "not found: the metrics are at /metrics\n";
+        write!(
+            out,
+            "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_series_is_registered_and_rendered() {
+        let m = get();
+        m.frames.with_label_values(&["t"]).inc();
+        m.detections.with_label_values(&["t", "vehicle"]).inc();
+        m.reads.with_label_values(&["t"]).inc();
+        m.events.with_label_values(&["t", "cam"]).inc();
+        m.processing.with_label_values(&["t"]).observe(0.01);
+        m.sink_connected.with_label_values(&["s"]).set(1);
+        m.sink_attempts.with_label_values(&["s", "ok"]).inc();
+        m.sink_queue_depth.with_label_values(&["s"]).set(3);
+        m.sink_queue_oldest_age.with_label_values(&["s"]).set(2);
+        m.sink_delivered.with_label_values(&["s"]).inc();
+        m.sink_failed.with_label_values(&["s"]).inc();
+        m.sink_dropped.with_label_values(&["s"]).inc();
+        m.sink_latency.with_label_values(&["s"]).observe(0.2);
+        let text = render();
+        for s in SERIES {
+            assert!(text.contains(&format!("# TYPE {s} ")), "{s} missing");
+        }
+    }
+}
