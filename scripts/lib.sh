@@ -114,6 +114,27 @@ ensure_tansu() {
   export ALPR_TANSU="$root/bin/tansu"
 }
 
+# The s3s-fs S3 server the s3sink tests start: $ALPR_S3S_FS, the prebuilt ../shared/bin/s3s-fs,
+# or a cached `cargo install` (a few minutes, once per machine; 0.17 needs a newer rustc).
+S3S_FS_VERSION="${S3S_FS_VERSION:-0.14.1}"
+ensure_s3s_fs() {
+  if [ -n "${ALPR_S3S_FS:-}" ]; then
+    [ -x "$ALPR_S3S_FS" ] || die "ALPR_S3S_FS=$ALPR_S3S_FS is not an executable"
+    return
+  fi
+  if [ -x "$ROOT/../shared/bin/s3s-fs" ]; then
+    export ALPR_S3S_FS="$(cd "$ROOT/../shared/bin" && pwd)/s3s-fs"
+    return
+  fi
+  local root="$CACHE/s3s-fs"
+  if [ ! -x "$root/bin/s3s-fs" ] || ! "$root/bin/s3s-fs" --version 2>/dev/null | grep -q "$S3S_FS_VERSION"; then
+    log "building the s3s-fs S3 server $S3S_FS_VERSION into $root (once)"
+    cargo install s3s-fs --version "$S3S_FS_VERSION" --features binary --root "$root" \
+      || die "cargo install s3s-fs $S3S_FS_VERSION failed"
+  fi
+  export ALPR_S3S_FS="$root/bin/s3s-fs"
+}
+
 setup_all() {
   ensure_apt "$@"
   ensure_rust
@@ -121,4 +142,5 @@ setup_all() {
   ensure_models
   ensure_media
   ensure_tansu
+  ensure_s3s_fs
 }

@@ -5,6 +5,8 @@
 //! One plugin (`libgstalpr.so`) so that the metas register once. See `meta` for the metadata
 //! contract between the elements and the applications that embed them.
 
+use std::sync::LazyLock;
+
 use gst::glib;
 
 pub mod alprcsvsink;
@@ -18,7 +20,20 @@ pub mod meta;
 pub mod metrics;
 pub mod models;
 pub mod runtime;
+pub mod s3sink;
+pub mod store;
 pub mod video;
+
+/// The plugin's one tokio runtime, for the async clients (object_store). Network work runs on
+/// it from the sinks' worker threads, never from a streaming thread.
+pub(crate) static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("alpr-tokio")
+        .enable_all()
+        .build()
+        .expect("cannot start the tokio runtime")
+});
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     meta::register();
@@ -28,6 +43,7 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     alprocr::register(plugin)?;
     alprcsvsink::register(plugin)?;
     kafkasink::register(plugin)?;
+    s3sink::register(plugin)?;
     Ok(())
 }
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! The reconnect state machine shared by the network sinks (kafkasink now, s3sink later).
+//! The reconnect state machine shared by the network sinks (kafkasink, s3sink).
 //!
 //! ```text
 //! Disconnected --(work pending, retry timer due)--> Connecting --ok--> Connected
@@ -13,6 +13,7 @@
 //! paced: at most one per `retry_interval`, and only while work is pending, so a sink with an
 //! unreachable service and nothing to send stays quiet.
 
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use gst::glib;
@@ -216,6 +217,83 @@ impl Link {
             human(wait.max(Duration::from_secs(1)))
         );
         self.go(LinkStatus::Disconnected, Some(reason.to_string()), msg)
+    }
+}
+
+#[derive(Default)]
+struct Flags {
+    stop: bool,
+    work: bool,
+}
+
+/// How a sink's streaming thread and its worker thread wake each other: "work queued",
+/// "stop", and "progress" (deliveries, transitions) for an EOS drain to wait on.
+#[derive(Default)]
+pub struct Signal {
+    flags: Mutex<Flags>,
+    wake: Condvar,
+    progress: Condvar,
+    progress_lock: Mutex<()>,
+}
+
+impl Signal {
+    fn flags(&self) -> MutexGuard<'_, Flags> {
+        self.flags.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// New work queued.
+    pub fn wake(&self) {
+        self.flags().work = true;
+        self.wake.notify_all();
+    }
+
+    pub fn request_stop(&self) {
+        self.flags().stop = true;
+        self.wake.notify_all();
+        self.signal_progress();
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.flags().stop
+    }
+
+    /// Sleeps until woken (work, stop) or `timeout`.
+    pub fn sleep(&self, timeout: Duration) {
+        let mut f = self.flags();
+        if !f.work && !f.stop {
+            f = self
+                .wake
+                .wait_timeout(f, timeout)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+        f.work = false;
+    }
+
+    pub fn signal_progress(&self) {
+        let _g = self.progress_lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.progress.notify_all();
+    }
+
+    /// Waits until `done()` or `timeout`; re-checked on every progress signal.
+    pub fn wait_progress(&self, timeout: Duration, done: impl Fn() -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut g = self.progress_lock.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if done() {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            // Short waits: `done` may depend on state signalled without this lock.
+            g = self
+                .progress
+                .wait_timeout(g, (deadline - now).min(Duration::from_millis(100)))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
     }
 }
 

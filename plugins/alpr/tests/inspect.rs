@@ -96,3 +96,8 @@ fn alprocr_inspect_snapshot() {
 fn alprcsvsink_inspect_snapshot() {
     check("alprcsvsink");
 }
+
+#[test]
+fn s3sink_inspect_snapshot() {
+    check("s3sink");
+}

@@ -94,15 +94,7 @@ impl Outbox {
             path: path.clone(),
             source,
         };
-        let conn = Connection::open(&path).map_err(db)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(db)?;
-        // WAL: a commit is one append, readers never block the writer. NORMAL is safe against a
-        // killed process; FULL also against power loss, at one fsync per commit.
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(db)?;
-        conn.pragma_update(None, "synchronous", if fsync { "FULL" } else { "NORMAL" })
-            .map_err(db)?;
+        let conn = crate::store::open_wal(&path, fsync).map_err(db)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS outbox (
                  seq INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -14,7 +14,7 @@
 //! then arrive twice, with the same `event_id` (consumers dedup by it).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
@@ -26,7 +26,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, Prod
 use super::avro::{self, Stream};
 use super::outbox::{Outbox, OutboxError};
 use super::registry::{RegistryClient, RegistryError};
-use crate::link::{Link, LinkStats, LinkStatus, Transition};
+use crate::link::{Link, LinkStats, LinkStatus, Signal, Transition};
 
 /// How long one connection attempt may take (metadata round trip).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -67,21 +67,11 @@ pub enum Notice {
 
 pub type Observer = Arc<dyn Fn(Notice) + Send + Sync>;
 
-#[derive(Default)]
-struct Flags {
-    stop: bool,
-    work: bool,
-}
-
 /// State shared by the element (streaming thread, property getters) and the worker.
 pub struct Shared {
     pub outbox: Mutex<Outbox>,
     pub link: Mutex<Link>,
-    flags: Mutex<Flags>,
-    wake: Condvar,
-    /// Signalled on every delivery batch and transition (EOS drain waits on it).
-    progress: Condvar,
-    progress_lock: Mutex<()>,
+    signal: Signal,
 }
 
 impl Shared {
@@ -89,10 +79,7 @@ impl Shared {
         Arc::new(Shared {
             outbox: Mutex::new(outbox),
             link: Mutex::new(link),
-            flags: Mutex::new(Flags::default()),
-            wake: Condvar::new(),
-            progress: Condvar::new(),
-            progress_lock: Mutex::new(()),
+            signal: Signal::default(),
         })
     }
 
@@ -104,63 +91,31 @@ impl Shared {
         self.link.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn flags(&self) -> MutexGuard<'_, Flags> {
-        self.flags.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// New work in the outbox.
     pub fn wake(&self) {
-        self.flags().work = true;
-        self.wake.notify_all();
+        self.signal.wake();
     }
 
     pub fn request_stop(&self) {
-        self.flags().stop = true;
-        self.wake.notify_all();
-        self.signal_progress();
+        self.signal.request_stop();
     }
 
     fn stopping(&self) -> bool {
-        self.flags().stop
+        self.signal.stopping()
     }
 
     /// Sleeps until woken (work, stop) or `timeout`.
     fn sleep(&self, timeout: Duration) {
-        let mut f = self.flags();
-        if !f.work && !f.stop {
-            f = self
-                .wake
-                .wait_timeout(f, timeout)
-                .map(|(g, _)| g)
-                .unwrap_or_else(|e| e.into_inner().0);
-        }
-        f.work = false;
+        self.signal.sleep(timeout);
     }
 
     fn signal_progress(&self) {
-        let _g = self.progress_lock.lock().unwrap_or_else(|e| e.into_inner());
-        self.progress.notify_all();
+        self.signal.signal_progress();
     }
 
     /// Waits until `done()` or `timeout`; re-checked on every delivery batch and transition.
     pub fn wait_progress(&self, timeout: Duration, done: impl Fn() -> bool) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut g = self.progress_lock.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if done() {
-                return true;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            // Short waits: `done` may depend on state signalled without this lock.
-            g = self
-                .progress
-                .wait_timeout(g, (deadline - now).min(Duration::from_millis(100)))
-                .map(|(g, _)| g)
-                .unwrap_or_else(|e| e.into_inner().0);
-        }
+        self.signal.wait_progress(timeout, done)
     }
 }
 

@@ -1,0 +1,232 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! S3 test support: the s3s-fs server as a real process (SigV4 checked, a bucket is a directory
+//! of its data dir, data survives SIGKILL), a read-back client, and events with crops.
+#![allow(dead_code)]
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gstalpr::event::PlateEvent;
+use gstalpr::meta::BBox;
+
+pub const ACCESS_KEY: &str = "alpr-test";
+pub const SECRET_KEY: &str = "alpr-test-secret-key";
+
+/// A free TCP port on 127.0.0.1 (closed again: "service down" until something binds it).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `f` until it returns `Some` or `timeout` passes.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `$ALPR_S3S_FS`, `../shared/bin/s3s-fs` or the cargo-install cache of scripts/lib.sh.
+pub fn s3s_fs_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("ALPR_S3S_FS").filter(|v| !v.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    for anc in manifest.ancestors() {
+        let cand = anc.join("shared/bin/s3s-fs");
+        if cand.is_file() {
+            return cand;
+        }
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_default()
+        .join("gst-alpr/s3s-fs/bin/s3s-fs");
+    assert!(
+        cache.is_file(),
+        "the s3s-fs S3 server is not installed: set ALPR_S3S_FS, or run scripts/setup (it \
+         installs s3s-fs 0.14.1 into ~/.cache/gst-alpr/s3s-fs)"
+    );
+    cache
+}
+
+/// An s3s-fs server on 127.0.0.1; `data` holds one directory per bucket.
+pub struct S3sFs {
+    pub port: u16,
+    pub data: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl S3sFs {
+    /// Starts a server whose data dir already has `buckets`.
+    pub fn start(dir: &Path, port: u16, buckets: &[&str]) -> S3sFs {
+        let data = dir.join("data");
+        for b in buckets {
+            std::fs::create_dir_all(data.join(b)).unwrap();
+        }
+        std::fs::create_dir_all(&data).unwrap();
+        let mut s = S3sFs {
+            port,
+            data,
+            log: dir.join("s3s-fs.log"),
+            child: None,
+        };
+        s.restart();
+        s
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "s3s-fs already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let mut child = Command::new(s3s_fs_bin())
+                .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+                .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+                .arg(&self.data)
+                .env("RUST_LOG", "warn")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log.try_clone().unwrap())
+                .spawn()
+                .expect("start s3s-fs");
+            let ready = loop {
+                if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                    break true;
+                }
+                if let Ok(Some(_)) = child.try_wait() {
+                    break false;
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    panic!(
+                        "s3s-fs did not start on port {}: see {}",
+                        self.port,
+                        self.log.display()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            };
+            if ready {
+                self.child = Some(child);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGKILL: the outage of a crashed server.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The stored object, read from the server's data dir.
+    pub fn object(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.data.join(bucket).join(key)).ok()
+    }
+
+    /// An object_store client for this server (to read back through the S3 API).
+    pub fn client(&self, bucket: &str) -> object_store::aws::AmazonS3 {
+        object_store::aws::AmazonS3Builder::new()
+            .with_endpoint(self.endpoint())
+            .with_allow_http(true)
+            .with_virtual_hosted_style_request(false)
+            .with_bucket_name(bucket)
+            .with_region("us-east-1")
+            .with_access_key_id(ACCESS_KEY)
+            .with_secret_access_key(SECRET_KEY)
+            .build()
+            .unwrap()
+    }
+}
+
+impl Drop for S3sFs {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A plate event whose image key is rendered from the default template.
+pub fn plate_event(camera: &str, seq: u64) -> PlateEvent {
+    let mut e = PlateEvent {
+        event_id: gstalpr::event::new_event_id(),
+        camera_id: camera.to_string(),
+        track_id: seq,
+        plate_text: format!("AB{seq:04}"),
+        plate_confidence: 0.9,
+        reads: 3,
+        first_seen_ms: 1_764_201_600_000 + seq as i64 * 1000,
+        last_seen_ms: 1_764_201_600_500 + seq as i64 * 1000,
+        frame_number: 100 + seq,
+        plate_bbox: BBox::new(10.0, 20.0, 60.0, 18.0),
+        quality: 0.5 + (seq % 50) as f32 / 100.0,
+        source: "test/pipeline".into(),
+        ..Default::default()
+    };
+    e.image_key = gstalpr::event::render_key(gstalpr::event::DEFAULT_KEY_TEMPLATE, &e).unwrap();
+    e
+}
+
+/// Deterministic pseudo-JPEG bytes of `len` (the sink never decodes them).
+pub fn crop_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut v = Vec::with_capacity(len);
+    v.extend_from_slice(&[0xFF, 0xD8, 0xFF, 0xE0]);
+    while v.len() < len.saturating_sub(2) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.push(x as u8);
+    }
+    v.extend_from_slice(&[0xFF, 0xD9]);
+    v
+}
+
+/// A buffer carrying `events`, each with its crop.
+pub fn buffer_with_crops(events: &[(PlateEvent, Vec<u8>)]) -> gst::Buffer {
+    let mut buf = gst::Buffer::new();
+    {
+        let b = buf.get_mut().unwrap();
+        let with: Vec<_> = events
+            .iter()
+            .map(|(e, c)| (e.clone(), Some(gst::Buffer::from_mut_slice(c.clone()))))
+            .collect();
+        gstalpr::event::attach(b, &with).unwrap();
+    }
+    buf
+}
+
+/// `n` events over three cameras, with crops of about `size` bytes.
+pub fn events_with_crops(n: u64, size: usize) -> Vec<(PlateEvent, Vec<u8>)> {
+    (0..n)
+        .map(|i| {
+            let e = plate_event(["gate-a", "gate-b", "gate-c"][(i % 3) as usize], i);
+            (e, crop_bytes(i, size + (i as usize % 7) * 100))
+        })
+        .collect()
+}
