@@ -178,6 +178,11 @@ impl S3Sink {
     }
 
     fn notify_stats(&self, force: bool) {
+        if let Some(sh) = self.shared() {
+            let mut st = sh.link().stats().clone();
+            st.queued = sh.queue().len();
+            crate::metrics::link_stats(&self.obj().name(), &st);
+        }
         let now = Instant::now();
         {
             let mut last = self.last_stats_notify.lock().unwrap();
@@ -216,6 +221,7 @@ impl S3Sink {
                     }
                     _ => gst::info!(CAT, imp = self, "{}", t.message),
                 }
+                crate::metrics::link_transition(&self.obj().name(), &t);
                 let s = t.to_structure(service, &stats);
                 let _ = self
                     .obj()
