@@ -233,6 +233,15 @@ fn scenario2_s3_killed_mid_stream() {
             srv.kill();
         }
         if i == 100 {
+            // Keep S3 down until the sink has met the outage, so the test always covers one.
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while s.stat("failures") == 0 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the sink never noticed that S3 was down"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
             srv.restart();
         }
     }
