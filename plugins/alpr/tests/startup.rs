@@ -3,6 +3,8 @@
 //! first with both sinks configured and no service up; then the broker and the registry come up,
 //! then S3. Each sink connects within one retry interval, nothing produced before is lost, and
 //! `alpr_sink_connected` flips as it happens.
+// Both server helpers include the shared `net.rs`; two copies in this test crate are harmless.
+#![allow(clippy::duplicate_mod)]
 
 mod common;
 #[path = "common/kafka.rs"]

@@ -4,6 +4,11 @@
 //! synthetic events.
 #![allow(dead_code)]
 
+#[path = "net.rs"]
+mod net;
+#[allow(unused_imports)]
+pub use net::{free_port, server_bin, wait_for};
+
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -23,56 +28,13 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
 
-/// A free TCP port on 127.0.0.1 (closed again: "service down" until something binds it).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Polls `f` until it returns `Some` or `timeout` passes.
-pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // tansu
 
 /// `$ALPR_TANSU`, `../shared/bin/tansu` or the cargo-install cache of scripts/lib.sh.
 pub fn tansu_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("ALPR_TANSU").filter(|v| !v.is_empty()) {
-        return PathBuf::from(p);
-    }
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    for anc in manifest.ancestors() {
-        let cand = anc.join("shared/bin/tansu");
-        if cand.is_file() {
-            return cand;
-        }
-    }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_default()
-        .join("gst-alpr/tansu/bin/tansu");
-    assert!(
-        cache.is_file(),
-        "the tansu Kafka broker is not installed: set ALPR_TANSU, or run scripts/setup (it \
-         installs tansu 0.6.0 into ~/.cache/gst-alpr/tansu)"
-    );
-    cache
+    server_bin("ALPR_TANSU", "tansu", "the tansu Kafka broker")
 }
 
 /// A tansu broker on 127.0.0.1 with sqlite storage in its own directory.

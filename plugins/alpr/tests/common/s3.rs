@@ -3,7 +3,12 @@
 //! of its data dir, data survives SIGKILL), a read-back client, and events with crops.
 #![allow(dead_code)]
 
-use std::net::{TcpListener, TcpStream};
+#[path = "net.rs"]
+mod net;
+#[allow(unused_imports)]
+pub use net::{free_port, server_bin, wait_for};
+
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,53 +19,10 @@ use gstalpr::meta::BBox;
 pub const ACCESS_KEY: &str = "alpr-test";
 pub const SECRET_KEY: &str = "alpr-test-secret-key";
 
-/// A free TCP port on 127.0.0.1 (closed again: "service down" until something binds it).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Polls `f` until it returns `Some` or `timeout` passes.
-pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// `$ALPR_S3S_FS`, `../shared/bin/s3s-fs` or the cargo-install cache of scripts/lib.sh.
 pub fn s3s_fs_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("ALPR_S3S_FS").filter(|v| !v.is_empty()) {
-        return PathBuf::from(p);
-    }
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    for anc in manifest.ancestors() {
-        let cand = anc.join("shared/bin/s3s-fs");
-        if cand.is_file() {
-            return cand;
-        }
-    }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_default()
-        .join("gst-alpr/s3s-fs/bin/s3s-fs");
-    assert!(
-        cache.is_file(),
-        "the s3s-fs S3 server is not installed: set ALPR_S3S_FS, or run scripts/setup (it \
-         installs s3s-fs 0.14.1 into ~/.cache/gst-alpr/s3s-fs)"
-    );
-    cache
+    server_bin("ALPR_S3S_FS", "s3s-fs", "the s3s-fs S3 server")
 }
 
 /// An s3s-fs server on 127.0.0.1; `data` holds one directory per bucket.
