@@ -17,6 +17,7 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use gst::glib;
+use gst::prelude::*;
 
 /// The `status` property of a network sink.
 #[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
@@ -372,5 +373,70 @@ mod tests {
         assert_eq!(human(Duration::from_secs(30)), "30s");
         assert_eq!(human(Duration::from_secs(120)), "2m");
         assert_eq!(human(Duration::from_secs(90)), "1m30s");
+    }
+}
+
+/// What a network sink does on each link transition, in one place for every sink: a log line,
+/// a bus warning once per distinct failure (and on every loss of an established connection, so
+/// a flapping link is visible but a dead one does not flood the bus), the `alpr-link-status`
+/// element message, and the Prometheus series.
+#[derive(Debug, Default)]
+pub struct TransitionReporter {
+    last_warning: Mutex<Option<String>>,
+}
+
+impl TransitionReporter {
+    /// Forgets the last warning (a new start warns again).
+    pub fn reset(&self) {
+        *self.last_warning.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// `kept` says, for the warning's debug text, what happens to the sink's pending work.
+    pub fn report(
+        &self,
+        element: &gst::Element,
+        cat: gst::DebugCategory,
+        service: &str,
+        t: &Transition,
+        stats: &LinkStats,
+        kept: &str,
+    ) {
+        match t.to {
+            LinkStatus::Disconnected => {
+                gst::warning!(cat, obj = element, "{}", t.message);
+                let reason = t.reason.clone().unwrap_or_default();
+                let mut last = self.last_warning.lock().unwrap_or_else(|e| e.into_inner());
+                if t.from == LinkStatus::Connected || last.as_deref() != Some(&reason) {
+                    *last = Some(reason);
+                    drop(last);
+                    gst::element_warning!(
+                        element,
+                        gst::ResourceError::Write,
+                        ("{}", t.message),
+                        ["{kept}"]
+                    );
+                }
+            }
+            LinkStatus::Connected => {
+                self.reset();
+                gst::info!(cat, obj = element, "{}", t.message);
+            }
+            _ => gst::info!(cat, obj = element, "{}", t.message),
+        }
+        crate::metrics::link_transition(&element.name(), t);
+        let s = t.to_structure(service, stats);
+        let _ = element.post_message(gst::message::Element::builder(s).src(element).build());
+    }
+}
+
+impl Link {
+    /// Whether a sink's EOS should wait for its pending work: while the link is up or about to
+    /// try. A down link does not hold EOS: the work stays stored for the next run.
+    pub fn holds_eos(&self, now: Instant) -> bool {
+        match self.status() {
+            LinkStatus::Local => false,
+            LinkStatus::Disconnected => self.attempt_due(now, true),
+            LinkStatus::Connecting | LinkStatus::Connected => true,
+        }
     }
 }

@@ -122,7 +122,7 @@ pub struct KafkaSink {
     /// The outbox is past its bound (one warning per overflow episode).
     overflowing: AtomicBool,
     /// The reason of the last warning posted for a failed link (one warning per new reason).
-    last_warning: Mutex<Option<String>>,
+    reporter: crate::link::TransitionReporter,
     last_stats_notify: Mutex<Option<Instant>>,
 }
 
@@ -178,33 +178,14 @@ impl KafkaSink {
     fn on_notice(&self, n: Notice) {
         match n {
             Notice::Transition(t, stats) => {
-                match t.to {
-                    LinkStatus::Disconnected => {
-                        gst::warning!(CAT, imp = self, "{}", t.message);
-                        let reason = t.reason.clone().unwrap_or_default();
-                        let mut last = self.last_warning.lock().unwrap();
-                        if t.from == LinkStatus::Connected || last.as_deref() != Some(&reason) {
-                            *last = Some(reason);
-                            drop(last);
-                            gst::element_imp_warning!(
-                                self,
-                                gst::ResourceError::Write,
-                                ("{}", t.message),
-                                ["events stay in the outbox and are sent when the link is back"]
-                            );
-                        }
-                    }
-                    LinkStatus::Connected => {
-                        *self.last_warning.lock().unwrap() = None;
-                        gst::info!(CAT, imp = self, "{}", t.message);
-                    }
-                    _ => gst::info!(CAT, imp = self, "{}", t.message),
-                }
-                crate::metrics::link_transition(&self.obj().name(), &t);
-                let s = t.to_structure(SERVICE, &stats);
-                let _ = self
-                    .obj()
-                    .post_message(gst::message::Element::builder(s).src(&*self.obj()).build());
+                self.reporter.report(
+                    self.obj().upcast_ref(),
+                    *CAT,
+                    SERVICE,
+                    &t,
+                    &stats,
+                    "events stay in the outbox and are sent when the link is back",
+                );
                 self.obj().notify("status");
                 self.notify_stats(true);
             }
@@ -665,7 +646,7 @@ impl BaseSinkImpl for KafkaSink {
             }
         };
         self.overflowing.store(false, Ordering::SeqCst);
-        *self.last_warning.lock().unwrap() = None;
+        self.reporter.reset();
         *self.state.lock().unwrap() = Some(State {
             shared,
             worker,
@@ -775,15 +756,9 @@ impl BaseSinkImpl for KafkaSink {
             // Drain: wait while the link is up (or about to try) and events are waiting. A down
             // link does not hold EOS: the outbox keeps the events for the next run.
             let drained = || {
-                if self.unlocked.load(Ordering::SeqCst) || shared.outbox().is_empty() {
-                    return true;
-                }
-                let link = shared.link();
-                match link.status() {
-                    LinkStatus::Local => true,
-                    LinkStatus::Disconnected => !link.attempt_due(Instant::now(), true),
-                    LinkStatus::Connecting | LinkStatus::Connected => false,
-                }
+                self.unlocked.load(Ordering::SeqCst)
+                    || shared.outbox().is_empty()
+                    || !shared.link().holds_eos(Instant::now())
             };
             while !shared.wait_progress(Duration::from_secs(1), drained) {}
             gst::debug!(

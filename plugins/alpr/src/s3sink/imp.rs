@@ -134,7 +134,7 @@ pub struct S3Sink {
     /// The queue is past its bound (one warning per overflow episode).
     overflowing: AtomicBool,
     /// The reason of the last warning posted for a failed link (one warning per new reason).
-    last_warning: Mutex<Option<String>>,
+    reporter: crate::link::TransitionReporter,
     last_stats_notify: Mutex<Option<Instant>>,
     /// Crops saved locally since start (local mode included).
     saved: Mutex<u64>,
@@ -197,35 +197,14 @@ impl S3Sink {
     fn on_notice(&self, service: &str, n: Notice) {
         match n {
             Notice::Transition(t, stats) => {
-                match t.to {
-                    LinkStatus::Disconnected => {
-                        gst::warning!(CAT, imp = self, "{}", t.message);
-                        let reason = t.reason.clone().unwrap_or_default();
-                        let mut last = self.last_warning.lock().unwrap();
-                        if t.from == LinkStatus::Connected || last.as_deref() != Some(&reason) {
-                            *last = Some(reason);
-                            drop(last);
-                            gst::element_imp_warning!(
-                                self,
-                                gst::ResourceError::Write,
-                                ("{}", t.message),
-                                [
-                                    "crops stay in the local upload queue and are uploaded when the link is back"
-                                ]
-                            );
-                        }
-                    }
-                    LinkStatus::Connected => {
-                        *self.last_warning.lock().unwrap() = None;
-                        gst::info!(CAT, imp = self, "{}", t.message);
-                    }
-                    _ => gst::info!(CAT, imp = self, "{}", t.message),
-                }
-                crate::metrics::link_transition(&self.obj().name(), &t);
-                let s = t.to_structure(service, &stats);
-                let _ = self
-                    .obj()
-                    .post_message(gst::message::Element::builder(s).src(&*self.obj()).build());
+                self.reporter.report(
+                    self.obj().upcast_ref(),
+                    *CAT,
+                    service,
+                    &t,
+                    &stats,
+                    "crops stay in the local upload queue and are uploaded when the link is back",
+                );
                 self.obj().notify("status");
                 self.notify_stats(true);
             }
@@ -643,7 +622,7 @@ impl BaseSinkImpl for S3Sink {
         let location = PathBuf::from(&settings.location);
         *self.saved.lock().unwrap() = 0;
         self.overflowing.store(false, Ordering::SeqCst);
-        *self.last_warning.lock().unwrap() = None;
+        self.reporter.reset();
 
         let Some(target) = target else {
             std::fs::create_dir_all(&location).map_err(|e| {
@@ -835,15 +814,9 @@ impl BaseSinkImpl for S3Sink {
             // Drain while the link is up (or about to try); a down link does not hold EOS:
             // the queue keeps the crops for the next run.
             let drained = || {
-                if self.unlocked.load(Ordering::SeqCst) || shared.queue().is_empty() {
-                    return true;
-                }
-                let link = shared.link();
-                match link.status() {
-                    LinkStatus::Local => true,
-                    LinkStatus::Disconnected => !link.attempt_due(Instant::now(), true),
-                    LinkStatus::Connecting | LinkStatus::Connected => false,
-                }
+                self.unlocked.load(Ordering::SeqCst)
+                    || shared.queue().is_empty()
+                    || !shared.link().holds_eos(Instant::now())
             };
             while !shared.wait_progress(Duration::from_secs(1), drained) {}
             gst::debug!(

@@ -28,7 +28,6 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
 
-
 // ---------------------------------------------------------------------------------------------
 // tansu
 

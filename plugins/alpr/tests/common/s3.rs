@@ -19,7 +19,6 @@ use gstalpr::meta::BBox;
 pub const ACCESS_KEY: &str = "alpr-test";
 pub const SECRET_KEY: &str = "alpr-test-secret-key";
 
-
 /// `$ALPR_S3S_FS`, `../shared/bin/s3s-fs` or the cargo-install cache of scripts/lib.sh.
 pub fn s3s_fs_bin() -> PathBuf {
     server_bin("ALPR_S3S_FS", "s3s-fs", "the s3s-fs S3 server")
