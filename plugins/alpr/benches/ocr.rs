@@ -39,14 +39,21 @@ fn main() {
         height: h,
         stride: w * 3,
     };
-    let cfg = engine.cfg.clone();
     println!("OCR ({}), one thread:", engine.path.display());
     for batch in [1usize, 8] {
         let fill = |engine: &mut OcrEngine| {
             engine.clear();
             for _ in 0..batch {
-                let slot = engine.push_slot();
-                ocrmodel::crop_to_input(&src, (0.0, 0.0, w as f32, h as f32), 0.0, &cfg, slot)
+                engine
+                    .push_with(|cfg, slot| {
+                        ocrmodel::crop_to_input(
+                            &src,
+                            (0.0, 0.0, w as f32, h as f32),
+                            0.0,
+                            cfg,
+                            slot,
+                        )
+                    })
                     .expect("crop");
             }
         };

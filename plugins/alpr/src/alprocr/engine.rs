@@ -101,18 +101,20 @@ impl OcrEngine {
         self.input.clear();
     }
 
-    /// Adds a slot to the batch and returns it for the caller to fill.
-    pub fn push_slot(&mut self) -> &mut [u8] {
+    /// Adds a slot to the batch and lets `fill` write it (with the model's config at hand); the
+    /// slot is removed again if `fill` fails.
+    pub fn push_with<T, E>(
+        &mut self,
+        fill: impl FnOnce(&PlateOcrConfig, &mut [u8]) -> Result<T, E>,
+    ) -> Result<T, E> {
         let len = self.cfg.input_len();
         let start = self.input.len();
         self.input.resize(start + len, 0);
-        &mut self.input[start..]
-    }
-
-    /// Drops the last slot (its crop turned out unusable).
-    pub fn pop_slot(&mut self) {
-        let len = self.cfg.input_len();
-        self.input.truncate(self.input.len().saturating_sub(len));
+        let r = fill(&self.cfg, &mut self.input[start..]);
+        if r.is_err() {
+            self.input.truncate(start);
+        }
+        r
     }
 
     pub fn batch_len(&self) -> usize {

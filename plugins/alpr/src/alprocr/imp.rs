@@ -121,8 +121,13 @@ struct State {
     info: Option<gst_video::VideoInfo>,
     pre: Preprocessor,
     crop: Vec<u8>,
-    /// The last frame, shallow-copied: carries the events decided at EOS.
-    last: Option<gst::Buffer>,
+    /// The last frame's memories and timestamp (references, not copies): the events decided at
+    /// EOS ride on a buffer made of them.
+    last_memories: Vec<gst::Memory>,
+    last_pts: Option<gst::ClockTime>,
+    /// The last frame's video meta (format, size, plane offsets and strides), when it had one:
+    /// padded layouts must travel with the memories.
+    last_layout: Option<VideoLayout>,
     /// Events decided outside a buffer (tracks ended by an event), sent with the next buffer
     /// or at EOS.
     pending: Vec<(PlateEvent, Option<gst::Buffer>)>,
@@ -130,6 +135,34 @@ struct State {
     warned_no_meta: bool,
     series: crate::metrics::ElementSeries,
     events_series: prometheus::IntCounter,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct VideoLayout {
+    format: gst_video::VideoFormat,
+    width: u32,
+    height: u32,
+    planes: usize,
+    offset: [usize; 4],
+    stride: [i32; 4],
+}
+
+impl VideoLayout {
+    fn of(buf: &gst::BufferRef) -> Option<Self> {
+        let m = buf.meta::<gst_video::VideoMeta>()?;
+        let planes = (m.n_planes() as usize).min(4);
+        let mut l = VideoLayout {
+            format: m.format(),
+            width: m.width(),
+            height: m.height(),
+            planes,
+            offset: [0; 4],
+            stride: [0; 4],
+        };
+        l.offset[..planes].copy_from_slice(&m.offset()[..planes]);
+        l.stride[..planes].copy_from_slice(&m.stride()[..planes]);
+        Some(l)
+    }
 }
 
 #[derive(Default)]
@@ -296,23 +329,22 @@ impl AlprOcr {
                     height: h,
                     stride: w * 3,
                 };
-                let cfg = state.engine.cfg.clone();
-                let slot = state.engine.push_slot();
-                if let Err(e) =
-                    ocrmodel::crop_to_input(&src, (0.0, 0.0, w as f32, h as f32), 0.0, &cfg, slot)
-                {
-                    gst::debug!(CAT, imp = self, "plate box {b:?}: {e}");
-                    state.engine.pop_slot();
-                    continue;
-                }
-                let quality = ocrmodel::crop_quality(
-                    state.engine.slot(state.engine.batch_len() - 1),
-                    &cfg,
-                    b.h,
-                    frame.objects[i].confidence,
-                )
-                .map(|q| q.score)
-                .unwrap_or(0.0);
+                let det_conf = frame.objects[i].confidence;
+                let filled = state.engine.push_with(|cfg, slot| {
+                    ocrmodel::crop_to_input(&src, (0.0, 0.0, w as f32, h as f32), 0.0, cfg, slot)?;
+                    Ok::<f32, ocrmodel::OcrModelError>(
+                        ocrmodel::crop_quality(slot, cfg, b.h, det_conf)
+                            .map(|q| q.score)
+                            .unwrap_or(0.0),
+                    )
+                });
+                let quality = match filled {
+                    Ok(q) => q,
+                    Err(e) => {
+                        gst::debug!(CAT, imp = self, "plate box {b:?}: {e}");
+                        continue;
+                    }
+                };
                 batch.push((
                     i,
                     Crop {
@@ -421,7 +453,29 @@ impl AlprOcr {
             let events = std::mem::take(&mut state.pending);
             state.counters.events += events.len() as u64;
             state.events_series.inc_by(events.len() as u64);
-            (state.last.clone(), events)
+            let carrier = (!state.last_memories.is_empty()).then(|| {
+                let mut b = gst::Buffer::new();
+                {
+                    let b = b.get_mut().expect("new buffer is writable");
+                    for m in &state.last_memories {
+                        b.append_memory(m.clone());
+                    }
+                    b.set_pts(state.last_pts);
+                    if let Some(l) = state.last_layout {
+                        let _ = gst_video::VideoMeta::add_full(
+                            b,
+                            gst_video::VideoFrameFlags::empty(),
+                            l.format,
+                            l.width,
+                            l.height,
+                            &l.offset[..l.planes],
+                            &l.stride[..l.planes],
+                        );
+                    }
+                }
+                b
+            });
+            (carrier, events)
         };
         self.post_events(&events);
         let Some(last) = carrier else {
@@ -433,22 +487,26 @@ impl AlprOcr {
             );
             return;
         };
-        let mut buf = last.copy();
+        let mut buf = last;
         {
             let b = buf.make_mut();
             b.set_flags(gst::BufferFlags::GAP | gst::BufferFlags::DROPPABLE);
             b.set_duration(gst::ClockTime::ZERO);
-            // The carrier repeats the last frame's pixels; it must not repeat its detections.
-            let empty = AlprFrame {
+            // The carrier repeats the last frame's pixels, not its detections.
+            let (width, height) = self
+                .state
+                .lock()
+                .unwrap()
+                .as_ref()
+                .and_then(|s| s.info.as_ref().map(|i| (i.width(), i.height())))
+                .unwrap_or_default();
+            let _ = AlprFrame {
                 detected: false,
-                ..AlprFrame::read(b).and_then(Result::ok).unwrap_or_default()
-            };
-            let cleared = AlprFrame {
-                objects: Vec::new(),
-                ended_tracks: Vec::new(),
-                ..empty
-            };
-            let _ = cleared.write(b);
+                width,
+                height,
+                ..Default::default()
+            }
+            .write(b);
             if let Err(e) = event::attach(b, &events) {
                 gst::element_imp_error!(
                     self,
@@ -750,7 +808,9 @@ impl BaseTransformImpl for AlprOcr {
             info: None,
             pre: Preprocessor::default(),
             crop: Vec::new(),
-            last: None,
+            last_memories: Vec::new(),
+            last_pts: None,
+            last_layout: None,
             pending: Vec::new(),
             counters: Counters::default(),
             warned_no_meta: false,
@@ -808,7 +868,7 @@ impl BaseTransformImpl for AlprOcr {
                 if let Some(s) = self.state.lock().unwrap().as_mut() {
                     s.tracks.clear();
                     s.pending.clear();
-                    s.last = None;
+                    s.last_memories.clear();
                 }
             }
             _ => {}
@@ -881,10 +941,12 @@ impl BaseTransformImpl for AlprOcr {
             })?;
             self.post_events(&events);
         }
-        // Keep a shallow copy of the frame (its memory is shared) to carry events at EOS.
-        let last = buf.copy();
+        // Remember the frame's memories (references) to carry the events decided at EOS.
         if let Some(s) = self.state.lock().unwrap().as_mut() {
-            s.last = Some(last);
+            s.last_memories.clear();
+            s.last_memories.extend(buf.iter_memories_owned());
+            s.last_pts = buf.pts();
+            s.last_layout = VideoLayout::of(buf);
         }
         Ok(gst::FlowSuccess::Ok)
     }
