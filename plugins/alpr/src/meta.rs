@@ -22,8 +22,10 @@
 //! | `ended-tracks` | GstValueArray of guint64 | track ids that ended on this frame |
 
 use gst::glib;
+use gst::prelude::*;
 use gst_video::VideoRegionOfInterestMeta;
 use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Name of the per-frame custom meta and of the structure it holds.
 pub const FRAME_META: &str = "alpr-frame";
@@ -361,5 +363,46 @@ impl AlprFrame {
         self.objects
             .iter()
             .filter(|o| o.kind == Some(ObjectKind::Plate))
+    }
+}
+
+/// How an element downstream of alprdetect reads a buffer's frame meta: a malformed meta is an
+/// element error, a missing one a single warning per run (naming what to put upstream) after
+/// which such buffers pass untouched.
+#[derive(Debug, Default)]
+pub struct FrameReader {
+    warned: AtomicBool,
+}
+
+impl FrameReader {
+    /// Warn again on the next missing meta (a new run).
+    pub fn reset(&self) {
+        self.warned.store(false, Ordering::SeqCst);
+    }
+
+    /// `Ok(None)`: no meta, pass the buffer on.
+    pub fn read(
+        &self,
+        element: &gst::Element,
+        buf: &gst::BufferRef,
+    ) -> Result<Option<AlprFrame>, gst::FlowError> {
+        match AlprFrame::read(buf) {
+            Some(Ok(f)) => Ok(Some(f)),
+            Some(Err(e)) => {
+                gst::element_error!(element, gst::StreamError::Format, ("{e}"));
+                Err(gst::FlowError::Error)
+            }
+            None => {
+                if !self.warned.swap(true, Ordering::SeqCst) {
+                    let name = element.factory().map(|f| f.name()).unwrap_or_default();
+                    gst::element_warning!(
+                        element,
+                        gst::StreamError::Format,
+                        ("frames carry no alpr-frame meta: put alprdetect before {name}")
+                    );
+                }
+                Ok(None)
+            }
+        }
     }
 }

@@ -31,6 +31,22 @@ pub fn caps() -> gst::Caps {
         .build()
 }
 
+/// The always `src` and `sink` pads of an in-place analyser with `caps` on both.
+pub fn analyser_pad_templates(caps: &gst::Caps) -> Vec<gst::PadTemplate> {
+    [gst::PadDirection::Src, gst::PadDirection::Sink]
+        .into_iter()
+        .map(|dir| {
+            let name = if dir == gst::PadDirection::Src {
+                "src"
+            } else {
+                "sink"
+            };
+            gst::PadTemplate::new(name, dir, gst::PadPresence::Always, caps)
+                .expect("valid pad template")
+        })
+        .collect()
+}
+
 /// Memory layout and colour matrix of a negotiated format; `None` if not supported.
 pub fn layout_of(info: &gst_video::VideoInfo) -> Option<(Layout, YuvMatrix)> {
     let packed = |r, g, b, bpp| Layout::Packed { r, g, b, bpp };

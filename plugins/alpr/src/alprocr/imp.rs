@@ -132,7 +132,6 @@ struct State {
     /// or at EOS.
     pending: Vec<(PlateEvent, Option<gst::Buffer>)>,
     counters: Counters,
-    warned_no_meta: bool,
     series: crate::metrics::ElementSeries,
     events_series: prometheus::IntCounter,
 }
@@ -168,6 +167,7 @@ impl VideoLayout {
 #[derive(Default)]
 pub struct AlprOcr {
     settings: Mutex<Settings>,
+    reader: crate::meta::FrameReader,
     state: Mutex<Option<State>>,
 }
 
@@ -756,25 +756,8 @@ impl ElementImpl for AlprOcr {
     }
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
-        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            let caps = crate::video::caps();
-            vec![
-                gst::PadTemplate::new(
-                    "src",
-                    gst::PadDirection::Src,
-                    gst::PadPresence::Always,
-                    &caps,
-                )
-                .unwrap(),
-                gst::PadTemplate::new(
-                    "sink",
-                    gst::PadDirection::Sink,
-                    gst::PadPresence::Always,
-                    &caps,
-                )
-                .unwrap(),
-            ]
-        });
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> =
+            LazyLock::new(|| crate::video::analyser_pad_templates(&crate::video::caps()));
         TEMPLATES.as_ref()
     }
 }
@@ -786,6 +769,7 @@ impl BaseTransformImpl for AlprOcr {
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = true;
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
+        self.reader.reset();
         let settings = self.settings.lock().unwrap().clone();
         let voter = settings
             .voter_config()
@@ -813,7 +797,6 @@ impl BaseTransformImpl for AlprOcr {
             last_layout: None,
             pending: Vec::new(),
             counters: Counters::default(),
-            warned_no_meta: false,
             series: crate::metrics::ElementSeries::new(&self.obj().name()),
             events_series: crate::metrics::get()
                 .events
@@ -877,27 +860,8 @@ impl BaseTransformImpl for AlprOcr {
     }
 
     fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let mut frame = match AlprFrame::read(buf) {
-            Some(Ok(f)) => f,
-            Some(Err(e)) => {
-                gst::element_imp_error!(self, gst::StreamError::Format, ("{e}"));
-                return Err(gst::FlowError::Error);
-            }
-            None => {
-                let mut state = self.state.lock().unwrap();
-                if let Some(s) = state.as_mut()
-                    && !s.warned_no_meta
-                {
-                    s.warned_no_meta = true;
-                    drop(state);
-                    gst::element_imp_warning!(
-                        self,
-                        gst::StreamError::Format,
-                        ("frames carry no alpr-frame meta: put alprdetect before alprocr")
-                    );
-                }
-                return Ok(gst::FlowSuccess::Ok);
-            }
+        let Some(mut frame) = self.reader.read(self.obj().upcast_ref(), buf)? else {
+            return Ok(gst::FlowSuccess::Ok);
         };
 
         let started = std::time::Instant::now();

@@ -10,7 +10,6 @@ use gst_base::subclass::prelude::*;
 use super::TRACKS_ENDED_EVENT;
 use super::bytetrack::ByteTrackConfig;
 use super::tracker::FrameTracker;
-use crate::meta::AlprFrame;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -68,13 +67,13 @@ struct State {
     frames: u64,
     tracks_started: u64,
     last_track: u64,
-    warned_no_meta: bool,
     series: crate::metrics::ElementSeries,
 }
 
 #[derive(Default)]
 pub struct AlprTrack {
     settings: Mutex<Settings>,
+    reader: crate::meta::FrameReader,
     state: Mutex<Option<State>>,
 }
 
@@ -87,7 +86,6 @@ impl AlprTrack {
             frames: 0,
             tracks_started: 0,
             last_track: 0,
-            warned_no_meta: false,
             series: crate::metrics::ElementSeries::new(&self.obj().name()),
         }
     }
@@ -248,23 +246,7 @@ impl ElementImpl for AlprTrack {
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
             // Any raw video: the tracker reads only metadata.
-            let caps = gst::Caps::builder("video/x-raw").build();
-            vec![
-                gst::PadTemplate::new(
-                    "src",
-                    gst::PadDirection::Src,
-                    gst::PadPresence::Always,
-                    &caps,
-                )
-                .unwrap(),
-                gst::PadTemplate::new(
-                    "sink",
-                    gst::PadDirection::Sink,
-                    gst::PadPresence::Always,
-                    &caps,
-                )
-                .unwrap(),
-            ]
+            crate::video::analyser_pad_templates(&gst::Caps::builder("video/x-raw").build())
         });
         TEMPLATES.as_ref()
     }
@@ -277,6 +259,7 @@ impl BaseTransformImpl for AlprTrack {
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = true;
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
+        self.reader.reset();
         *self.state.lock().unwrap() = Some(self.new_state(FALLBACK_FPS));
         Ok(())
     }
@@ -329,27 +312,8 @@ impl BaseTransformImpl for AlprTrack {
     }
 
     fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let mut frame = match AlprFrame::read(buf) {
-            Some(Ok(f)) => f,
-            Some(Err(e)) => {
-                gst::element_imp_error!(self, gst::StreamError::Format, ("{e}"));
-                return Err(gst::FlowError::Error);
-            }
-            None => {
-                let mut state = self.state.lock().unwrap();
-                if let Some(s) = state.as_mut()
-                    && !s.warned_no_meta
-                {
-                    s.warned_no_meta = true;
-                    drop(state);
-                    gst::element_imp_warning!(
-                        self,
-                        gst::StreamError::Format,
-                        ("frames carry no alpr-frame meta: put alprdetect before alprtrack")
-                    );
-                }
-                return Ok(gst::FlowSuccess::Ok);
-            }
+        let Some(mut frame) = self.reader.read(self.obj().upcast_ref(), buf)? else {
+            return Ok(gst::FlowSuccess::Ok);
         };
 
         let mut state = self.state.lock().unwrap();
