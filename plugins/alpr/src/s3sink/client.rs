@@ -230,36 +230,41 @@ pub fn reason(target: &Target, e: &object_store::Error) -> String {
         Target::S3 { bucket, .. } => bucket.as_str(),
         Target::Url(u) => u.host_str().unwrap_or(""),
     };
-    let cause =
-        if text.contains("NoSuchBucket") || matches!(e, object_store::Error::NotFound { .. }) {
-            format!(
-                "bucket {bucket} does not exist (create it, or set create-bucket=true for a \
+    // Transport failures first: their text carries URLs, whose port numbers must not be
+    // mistaken for HTTP status codes.
+    let unreachable = [
+        "onnection refused",
+        "error sending request",
+        "dns error",
+        "timed out",
+    ]
+    .iter()
+    .any(|c| text.contains(c));
+    let cause = if unreachable {
+        "endpoint unreachable".to_string()
+    } else if text.contains("NoSuchBucket") || matches!(e, object_store::Error::NotFound { .. }) {
+        format!(
+            "bucket {bucket} does not exist (create it, or set create-bucket=true for a \
              MinIO-style server)"
-            )
-        } else if [
-            "InvalidAccessKeyId",
-            "SignatureDoesNotMatch",
-            "AccessDenied",
-            "403",
-        ]
-        .iter()
-        .any(|c| text.contains(c))
-            || matches!(
-                e,
-                object_store::Error::PermissionDenied { .. }
-                    | object_store::Error::Unauthenticated { .. }
-            )
-        {
-            "credentials rejected (check access-key-id / secret-access-key)".to_string()
-        } else if text.contains("onnection refused")
-            || text.contains("error sending request")
-            || text.contains("dns error")
-            || text.contains("timed out")
-        {
-            "endpoint unreachable".to_string()
-        } else {
-            return text;
-        };
+        )
+    } else if [
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "AccessDenied",
+        "status 403",
+    ]
+    .iter()
+    .any(|c| text.contains(c))
+        || matches!(
+            e,
+            object_store::Error::PermissionDenied { .. }
+                | object_store::Error::Unauthenticated { .. }
+        )
+    {
+        "credentials rejected (check access-key-id / secret-access-key)".to_string()
+    } else {
+        return text;
+    };
     format!("{cause}: {text}")
 }
 
@@ -320,4 +325,39 @@ pub async fn put(
         .put_opts(&path, PutPayload::from(data), opts)
         .await
         .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn generic(msg: &str) -> object_store::Error {
+        object_store::Error::Generic {
+            store: "S3",
+            source: msg.to_string().into(),
+        }
+    }
+
+    #[test]
+    fn causes_are_named_and_ports_are_not_status_codes() {
+        let t = Target::Url(url::Url::parse("s3://alpr-crops").unwrap());
+        // Port 40379 contains "403": a refused connection is still "unreachable".
+        let r = reason(
+            &t,
+            &generic(
+                "GET http://127.0.0.1:40379/alpr-crops: tcp connect error: Connection refused",
+            ),
+        );
+        assert!(r.starts_with("endpoint unreachable"), "{r}");
+        let r = reason(
+            &t,
+            &generic("Client error with status 403 Forbidden: SignatureDoesNotMatch"),
+        );
+        assert!(r.starts_with("credentials rejected"), "{r}");
+        let r = reason(
+            &t,
+            &generic("NoSuchBucket: The specified bucket does not exist"),
+        );
+        assert!(r.starts_with("bucket alpr-crops does not exist"), "{r}");
+    }
 }
