@@ -7,9 +7,11 @@
 //! filesrc ! decodebin ! videoconvert ! alprdetect ! alprtrack ! alprocr ! tee
 //!   t. ! queue ! alprcsvsink location=OUT_DIR/plate_events.csv
 //!   t. ! queue ! kafkasink outbox-location=OUT_DIR/outbox   (local mode unless brokers are set)
+//!   t. ! queue ! s3sink location=OUT_DIR/crops              (local mode unless bucket/url is set)
 //!   t. ! queue ! fakesink
 //! ```
-//! Prints each plate event as it is decided and a summary at the end.
+//! Prints each plate event as it is decided and a summary at the end. `kafka.brokers=...`,
+//! `s3.bucket=...` etc. connect the sinks (what `scripts/demo --services` does).
 
 use std::time::Instant;
 
@@ -34,10 +36,12 @@ fn main() -> Res<()> {
          alprocr camera-id=demo ! tee name=t \
          t. ! queue ! alprcsvsink location={} \
          t. ! queue ! kafkasink name=kafka outbox-location={} \
+         t. ! queue ! s3sink name=s3 location={} \
          t. ! queue ! fakesink name=video",
         q(video),
         q(&format!("{out}/plate_events.csv")),
         q(&format!("{out}/outbox")),
+        q(&format!("{out}/crops")),
     );
     let pipeline = gst::parse::launch(&desc)?
         .downcast::<gst::Pipeline>()
@@ -107,6 +111,12 @@ fn main() -> Res<()> {
     let kafka = pipeline.by_name("kafka").ok_or("no kafkasink")?;
     let stats = kafka.property::<gst::Structure>("stats");
     let status = kafka.property_value("status");
+    let s3 = pipeline.by_name("s3").ok_or("no s3sink")?;
+    let s3_stats = s3.property::<gst::Structure>("stats");
+    let s3_status = s3.property_value("status");
+    let s3_target = s3
+        .property::<Option<String>>("bucket")
+        .or_else(|| s3.property::<Option<String>>("url"));
     pipeline.set_state(gst::State::Null)?;
     result?;
     let secs = start.elapsed().as_secs_f64();
@@ -129,6 +139,17 @@ fn main() -> Res<()> {
             .unwrap_or("?"),
         stats.get::<u64>("queued").unwrap_or(0),
         stats.get::<u64>("delivered").unwrap_or(0)
+    );
+    println!(
+        "  crops:  {out}/crops (s3sink {}{}: {} saved, {} queued, {} uploaded)",
+        s3_status
+            .get::<gstalpr::link::LinkStatus>()
+            .map(|s| s.nick())
+            .unwrap_or("?"),
+        s3_target.map(|t| format!(" to {t}")).unwrap_or_default(),
+        s3_stats.get::<u64>("saved").unwrap_or(0),
+        s3_stats.get::<u64>("queued").unwrap_or(0),
+        s3_stats.get::<u64>("delivered").unwrap_or(0)
     );
     Ok(())
 }
