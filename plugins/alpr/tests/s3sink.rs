@@ -156,6 +156,7 @@ fn scenario1_start_before_s3() {
         &[("retry-interval", &2u32)],
     );
     let events = events_with_crops(20, 20_000);
+    let pushed = Instant::now();
     s.push(&events);
     check_local(&crops, &events);
     wait_for(Duration::from_secs(10), "a failed attempt", || {
@@ -168,6 +169,14 @@ fn scenario1_start_before_s3() {
         w.contains("MinIO connection failed (will retry in") && w.contains("unreachable"),
         "{w}"
     );
+    // The queue-age gauge keeps growing during the outage.
+    let name = s.el.name().to_string();
+    let m = gstalpr::metrics::get();
+    let age = || m.sink_queue_oldest_age.with_label_values(&[&name]).get();
+    wait_for(Duration::from_secs(5), "queue age >= 2 s", || {
+        (age() >= 2).then_some(())
+    });
+    let outage = pushed.elapsed();
 
     let srv = S3sFs::start(dir.path(), port, &[BUCKET]);
     let up = Instant::now();
@@ -177,6 +186,17 @@ fn scenario1_start_before_s3() {
     assert!(took < Duration::from_secs(2 + 2), "took {took:?}");
     assert_eq!(s.status(), "connected");
     check_uploaded(&srv, &events);
+    // One latency sample per upload, each at least as long as the outage they waited through.
+    let lat = m.sink_latency.with_label_values(&[&name]);
+    assert_eq!(lat.get_sample_count(), 20);
+    assert!(
+        lat.get_sample_sum() >= 20.0 * outage.as_secs_f64() * 0.9,
+        "latency sum {} for an outage of {outage:?}",
+        lat.get_sample_sum()
+    );
+    wait_for(Duration::from_secs(5), "queue age back to 0", || {
+        (age() == 0).then_some(())
+    });
 
     // Content type and metadata, read back through the S3 API.
     let store = srv.client(BUCKET);

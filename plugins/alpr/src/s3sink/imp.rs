@@ -690,6 +690,7 @@ impl BaseSinkImpl for S3Sink {
         );
         let w = Worker::new(
             worker::Config {
+                sink: self.obj().name().to_string(),
                 target,
                 retention_s: settings.local_retention,
             },

@@ -21,7 +21,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 pub use crate::kafkasink::outbox::Overflow;
 
@@ -66,6 +66,8 @@ pub struct Upload {
     pub camera: String,
     pub plate: String,
     pub bytes: u64,
+    /// When the crop was queued, wall-clock ms since the UNIX epoch.
+    pub created_ms: i64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -280,8 +282,8 @@ impl Queue {
         let mut st = self
             .conn
             .prepare_cached(
-                "SELECT seq, key, event_id, camera, plate, bytes FROM uploads WHERE seq > ?1 \
-                 ORDER BY seq LIMIT ?2",
+                "SELECT seq, key, event_id, camera, plate, bytes, created_ms FROM uploads \
+                 WHERE seq > ?1 ORDER BY seq LIMIT ?2",
             )
             .map_err(self.err())?;
         let rows = st
@@ -293,10 +295,19 @@ impl Queue {
                     camera: r.get(3)?,
                     plate: r.get(4)?,
                     bytes: r.get::<_, i64>(5)? as u64,
+                    created_ms: r.get(6)?,
                 })
             })
             .map_err(self.err())?;
         rows.collect::<Result<Vec<_>, _>>().map_err(self.err())
+    }
+
+    /// When the oldest waiting crop was queued (wall-clock ms), `None` when nothing waits.
+    pub fn oldest_created_ms(&self) -> Result<Option<i64>, QueueError> {
+        self.conn
+            .prepare_cached("SELECT created_ms FROM uploads ORDER BY seq LIMIT 1")
+            .and_then(|mut st| st.query_row([], |r| r.get::<_, i64>(0)).optional())
+            .map_err(self.err())
     }
 
     /// The upload of `u` was acknowledged: forget it, and apply the retention of uploaded files

@@ -22,8 +22,12 @@ use crate::link::{Link, LinkStats, LinkStatus, Signal, Transition};
 const BATCH: usize = 64;
 /// The retention sweep runs at most this often.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// The queue-age gauge is refreshed at least this often, connected or not.
+const AGE_EVERY: Duration = Duration::from_secs(1);
 
 pub struct Config {
+    /// The element's name: the `sink` label of its metrics.
+    pub sink: String,
     pub target: Target,
     /// Seconds to keep uploaded files: -1 forever, 0 delete at once.
     pub retention_s: i64,
@@ -89,6 +93,7 @@ pub struct Worker {
     cursor: i64,
     last_sweep: Option<Instant>,
     last_stats_notice: Instant,
+    last_age: Option<Instant>,
 }
 
 fn queue_reason(e: QueueError) -> String {
@@ -105,6 +110,7 @@ impl Worker {
             cursor: 0,
             last_sweep: None,
             last_stats_notice: Instant::now(),
+            last_age: None,
         }
     }
 
@@ -137,6 +143,7 @@ impl Worker {
 
     pub fn run(mut self) {
         while !self.stopping() {
+            self.publish_age(false);
             let status = self.shared.link().status();
             match status {
                 LinkStatus::Local => self.shared.signal.sleep(Duration::from_secs(1)),
@@ -145,7 +152,8 @@ impl Worker {
                     let next = self.shared.link().next_attempt_in(Instant::now(), pending);
                     match next {
                         Some(d) if d.is_zero() => self.attempt(),
-                        Some(d) => self.shared.signal.sleep(d),
+                        // In steps of AGE_EVERY, so the queue-age gauge keeps growing.
+                        Some(d) => self.shared.signal.sleep(d.min(AGE_EVERY)),
                         None => {
                             self.sweep();
                             self.shared.signal.sleep(Duration::from_secs(1))
@@ -155,8 +163,28 @@ impl Worker {
                 LinkStatus::Connected => self.pump(),
             }
         }
+        self.publish_age(true);
         (self.observer)(Notice::Stats);
         self.shared.signal.signal_progress();
+    }
+
+    /// Sets `alpr_sink_queue_oldest_age_seconds` (0 when nothing waits); at most once per
+    /// [`AGE_EVERY`] unless `now`.
+    fn publish_age(&mut self, now: bool) {
+        if !now && self.last_age.is_some_and(|t| t.elapsed() < AGE_EVERY) {
+            return;
+        }
+        self.last_age = Some(Instant::now());
+        let oldest = self.shared.queue().oldest_created_ms();
+        let age = match oldest {
+            Ok(Some(ms)) => (crate::event::now_ms() - ms).max(0) / 1000,
+            Ok(None) => 0,
+            Err(_) => return, // reported by the next queue operation that needs it
+        };
+        crate::metrics::get()
+            .sink_queue_oldest_age
+            .with_label_values(&[self.cfg.sink.as_str()])
+            .set(age);
     }
 
     fn attempt(&mut self) {
@@ -279,6 +307,14 @@ impl Worker {
                     (q.len(), q.bytes())
                 };
                 self.cursor = u.seq;
+                let latency_ms = (crate::event::now_ms() - u.created_ms).max(0);
+                crate::metrics::get()
+                    .sink_latency
+                    .with_label_values(&[self.cfg.sink.as_str()])
+                    .observe(latency_ms as f64 / 1000.0);
+                if queued == 0 {
+                    self.publish_age(true);
+                }
                 {
                     let mut link = self.shared.link();
                     let st = link.stats_mut();
