@@ -61,8 +61,60 @@ pub struct PlateEvent {
     pub quality: f32,
     /// Object key of the crop image (rendered from the key template).
     pub image_key: String,
+    /// Object key of the vehicle crop of the same frame (alprocr `vehicle-image`), when made.
+    pub vehicle_image_key: Option<String>,
+    /// Object key of the whole frame of the best crop (alprocr `frame-image`), when made.
+    pub frame_image_key: Option<String>,
     /// Host / pipeline that produced the event.
     pub source: String,
+}
+
+/// The JPEG images an event carries: the plate crop, and, when alprocr was asked for them, the
+/// vehicle crop and the whole frame of the same moment. Each is uploaded by s3sink under the
+/// matching key of the event (`image_key`, `vehicle_image_key`, `frame_image_key`).
+#[derive(Debug, Clone, Default)]
+pub struct EventImages {
+    pub crop: Option<gst::Buffer>,
+    pub vehicle: Option<gst::Buffer>,
+    pub frame: Option<gst::Buffer>,
+}
+
+impl EventImages {
+    /// Only the plate crop.
+    pub fn crop(crop: Option<gst::Buffer>) -> Self {
+        EventImages {
+            crop,
+            ..Default::default()
+        }
+    }
+
+    /// `(object key, JPEG)` of every image present whose key the event names.
+    pub fn keyed<'a>(&'a self, ev: &'a PlateEvent) -> Vec<(&'a str, &'a gst::Buffer)> {
+        let mut v = Vec::with_capacity(3);
+        if let Some(c) = &self.crop {
+            v.push((ev.image_key.as_str(), c));
+        }
+        if let (Some(k), Some(b)) = (&ev.vehicle_image_key, &self.vehicle) {
+            v.push((k.as_str(), b));
+        }
+        if let (Some(k), Some(b)) = (&ev.frame_image_key, &self.frame) {
+            v.push((k.as_str(), b));
+        }
+        v
+    }
+}
+
+/// The key of an extra image of an event whose crop key is `image_key`: `kind` (`vehicle`,
+/// `frame`) is added before the extension (`a/cam_track7.jpg` -> `a/cam_track7_vehicle.jpg`).
+pub fn extra_image_key(image_key: &str, kind: &str) -> String {
+    let name_start = image_key.rfind('/').map_or(0, |i| i + 1);
+    match image_key[name_start..].rfind('.') {
+        Some(dot) => {
+            let dot = name_start + dot;
+            format!("{}_{kind}{}", &image_key[..dot], &image_key[dot..])
+        }
+        None => format!("{image_key}_{kind}.jpg"),
+    }
 }
 
 /// A malformed event structure.
@@ -94,6 +146,16 @@ fn bbox_from(s: &gst::StructureRef) -> Option<BBox> {
 impl PlateEvent {
     /// The structure form (meta, bus message); `crop` (JPEG) is attached when given.
     pub fn to_structure(&self, crop: Option<&gst::Buffer>) -> gst::Structure {
+        let mut s = self.to_structure_with(&EventImages::default());
+        if let Some(crop) = crop {
+            s.set("crop", crop);
+        }
+        s
+    }
+
+    /// The structure form with every image of `images` attached (`crop`, `vehicle-image`,
+    /// `frame-image`).
+    pub fn to_structure_with(&self, images: &EventImages) -> gst::Structure {
         let mut b = gst::Structure::builder(EVENT_STRUCT)
             .field("event-id", self.event_id.as_str())
             .field("camera-id", self.camera_id.as_str())
@@ -125,10 +187,37 @@ impl PlateEvent {
         if let Some(v) = &self.vehicle_bbox {
             b = b.field("vehicle-bbox", bbox_structure(v));
         }
-        if let Some(crop) = crop {
+        if let Some(k) = &self.vehicle_image_key {
+            b = b.field("vehicle-image-key", k.as_str());
+        }
+        if let Some(k) = &self.frame_image_key {
+            b = b.field("frame-image-key", k.as_str());
+        }
+        if let Some(crop) = &images.crop {
             b = b.field("crop", crop);
         }
+        if let Some(v) = &images.vehicle {
+            b = b.field("vehicle-image", v);
+        }
+        if let Some(f) = &images.frame {
+            b = b.field("frame-image", f);
+        }
         b.build()
+    }
+
+    /// Parses the structure form with every image it carries.
+    pub fn from_structure_with_images(
+        s: &gst::StructureRef,
+    ) -> Result<(PlateEvent, EventImages), EventError> {
+        let (ev, crop) = Self::from_structure(s)?;
+        Ok((
+            ev,
+            EventImages {
+                crop,
+                vehicle: s.get::<gst::Buffer>("vehicle-image").ok(),
+                frame: s.get::<gst::Buffer>("frame-image").ok(),
+            },
+        ))
     }
 
     /// Parses the structure form; returns the event and its crop, if any.
@@ -184,6 +273,8 @@ impl PlateEvent {
             vehicle_bbox: bbox("vehicle-bbox")?,
             quality: s.get::<f64>("quality").unwrap_or(0.0) as f32,
             image_key: s.get::<String>("image-key").map_err(err("image-key"))?,
+            vehicle_image_key: s.get::<String>("vehicle-image-key").ok(),
+            frame_image_key: s.get::<String>("frame-image-key").ok(),
             source: s.get::<String>("source").unwrap_or_default(),
         };
         Ok((ev, s.get::<gst::Buffer>("crop").ok()))
@@ -196,8 +287,26 @@ pub fn attach(
     buffer: &mut gst::BufferRef,
     events: &[(PlateEvent, Option<gst::Buffer>)],
 ) -> Result<(), gst::glib::BoolError> {
+    attach_structures(
+        buffer,
+        events.iter().map(|(e, c)| e.to_structure(c.as_ref())),
+    )
+}
+
+/// Like [`attach`], with every image of each event.
+pub fn attach_with_images(
+    buffer: &mut gst::BufferRef,
+    events: &[(PlateEvent, EventImages)],
+) -> Result<(), gst::glib::BoolError> {
+    attach_structures(buffer, events.iter().map(|(e, i)| e.to_structure_with(i)))
+}
+
+fn attach_structures(
+    buffer: &mut gst::BufferRef,
+    new: impl Iterator<Item = gst::Structure>,
+) -> Result<(), gst::glib::BoolError> {
     let mut all: Vec<gst::Structure> = read_structures(buffer);
-    all.extend(events.iter().map(|(e, c)| e.to_structure(c.as_ref())));
+    all.extend(new);
     let arr = gst::Array::new(all);
     match gst::meta::CustomMeta::from_mut_buffer(buffer, EVENTS_META) {
         Ok(mut m) => m.mut_structure().set("events", arr),
@@ -206,6 +315,16 @@ pub fn attach(
             .set("events", arr),
     }
     Ok(())
+}
+
+/// The events on `buffer` with every image they carry (see [`EventImages`]).
+pub fn read_with_images(
+    buffer: &gst::BufferRef,
+) -> Result<Vec<(PlateEvent, EventImages)>, EventError> {
+    read_structures(buffer)
+        .iter()
+        .map(|s| PlateEvent::from_structure_with_images(s))
+        .collect()
 }
 
 fn read_structures(buffer: &gst::BufferRef) -> Vec<gst::Structure> {
@@ -428,8 +547,58 @@ mod tests {
             vehicle_bbox: Some(BBox::new(0.0, 0.0, 300.0, 200.0)),
             quality: 0.8549,
             image_key: String::new(),
+            vehicle_image_key: None,
+            frame_image_key: None,
             source: "host/pipeline".into(),
         }
+    }
+
+    #[test]
+    fn extra_image_keys_sit_beside_the_crop_key() {
+        assert_eq!(
+            extra_image_key("2026-11-27/cam_track7_frame12_q0.85.jpg", "vehicle"),
+            "2026-11-27/cam_track7_frame12_q0.85_vehicle.jpg"
+        );
+        assert_eq!(extra_image_key("a.b/crop", "frame"), "a.b/crop_frame.jpg");
+        assert_eq!(extra_image_key("x.jpeg", "frame"), "x_frame.jpeg");
+    }
+
+    #[test]
+    fn structure_round_trip_with_every_image() {
+        gst::init().unwrap();
+        register();
+        let mut ev = sample();
+        ev.image_key = "k.jpg".into();
+        ev.vehicle_image_key = Some("k_vehicle.jpg".into());
+        ev.frame_image_key = Some("k_frame.jpg".into());
+        let img = |b: u8| gst::Buffer::from_slice(vec![0xFF, 0xD8, b, 0xFF, 0xD9]);
+        let images = EventImages {
+            crop: Some(img(1)),
+            vehicle: Some(img(2)),
+            frame: Some(img(3)),
+        };
+        let mut buf = gst::Buffer::new();
+        attach_with_images(buf.get_mut().unwrap(), &[(ev.clone(), images)]).unwrap();
+        let got = read_with_images(&buf).unwrap();
+        assert_eq!(got.len(), 1);
+        let (back, images) = &got[0];
+        assert_eq!(back.vehicle_image_key, ev.vehicle_image_key);
+        assert_eq!(back.frame_image_key, ev.frame_image_key);
+        let keyed: Vec<(String, u8)> = images
+            .keyed(back)
+            .into_iter()
+            .map(|(k, b)| (k.to_string(), b.map_readable().unwrap()[2]))
+            .collect();
+        assert_eq!(
+            keyed,
+            vec![
+                ("k.jpg".to_string(), 1),
+                ("k_vehicle.jpg".to_string(), 2),
+                ("k_frame.jpg".to_string(), 3)
+            ]
+        );
+        // The crop-only reader still sees the crop.
+        assert_eq!(read(&buf).unwrap()[0].1.as_ref().unwrap().size(), 5);
     }
 
     #[test]

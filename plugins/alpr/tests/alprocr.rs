@@ -151,6 +151,11 @@ fn still_car_gives_one_event_and_csv_and_bus_agree() {
     assert!(ev.image_key.contains("gate-1_track") && ev.image_key.ends_with(".jpg"));
     let jpeg = run.crops[0].as_ref().expect("event carries its crop");
     assert_eq!(&jpeg.map_readable().unwrap()[..2], &[0xFF, 0xD8]);
+    assert_eq!(
+        (&ev.vehicle_image_key, &ev.frame_image_key),
+        (&None, &None),
+        "no extra images unless asked"
+    );
     assert_eq!(run.bus_events.len(), 1);
     assert_eq!(run.bus_events[0].event_id, ev.event_id);
     assert_eq!(run.bus_events[0].plate_text, ev.plate_text);
@@ -159,6 +164,80 @@ fn still_car_gives_one_event_and_csv_and_bus_agree() {
     assert_eq!(rows.len(), 1, "{text}");
     assert!(rows[0].starts_with(&format!("{},gate-1,{},", ev.event_id, ev.track_id)));
     assert!(rows[0].contains(",4XXF538,") && rows[0].contains(&ev.image_key));
+}
+
+/// Decodes the first picture of an image or video file; its width and height.
+fn picture_size(path: &std::path::Path) -> (u32, u32) {
+    let p = gst::parse::launch(&format!(
+        "filesrc location=\"{}\" ! decodebin ! appsink name=out",
+        path.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = p
+        .by_name("out")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    p.set_state(gst::State::Playing).unwrap();
+    let sample = sink
+        .pull_preroll()
+        .unwrap_or_else(|_| panic!("{} is not a decodable picture", path.display()));
+    let info = gst_video::VideoInfo::from_caps(sample.caps().unwrap()).unwrap();
+    p.set_state(gst::State::Null).unwrap();
+    (info.width(), info.height())
+}
+
+/// `vehicle-image` and `frame-image`: the event names a vehicle crop and a whole-frame image of
+/// the best read, both real JPEGs of the expected size, saved by s3sink beside the plate crop.
+#[test]
+fn vehicle_and_frame_images_ride_with_the_event_to_s3sink() {
+    let dir = tempfile::tempdir().unwrap();
+    let crops = dir.path().join("crops");
+    let run = run_clip(
+        &common::media("car-still-4XXF538.mp4"),
+        &format!(
+            "alprdetect ! alprtrack ! alprocr camera-id=gate-1 vehicle-image=true \
+             frame-image=true image-max-side=640 ! tee name=t \
+             t. ! queue ! s3sink location=\"{}\" t. ! queue",
+            crops.display()
+        ),
+    );
+    assert_eq!(run.events.len(), 1, "{:?}", run.events);
+    let ev = &run.events[0];
+    assert_eq!(ev.plate_text, "4XXF538");
+    let stem = ev.image_key.trim_end_matches(".jpg");
+    assert_eq!(
+        ev.vehicle_image_key.as_deref(),
+        Some(format!("{stem}_vehicle.jpg").as_str())
+    );
+    assert_eq!(
+        ev.frame_image_key.as_deref(),
+        Some(format!("{stem}_frame.jpg").as_str())
+    );
+    assert_eq!(run.bus_events[0].frame_image_key, ev.frame_image_key);
+    let (crop_w, crop_h) = picture_size(&crops.join(&ev.image_key));
+    let (veh_w, veh_h) = picture_size(&crops.join(ev.vehicle_image_key.as_ref().unwrap()));
+    let (frame_w, frame_h) = picture_size(&crops.join(ev.frame_image_key.as_ref().unwrap()));
+    // The frame scaled to 640 on its longest side, aspect kept.
+    let info = picture_size(&common::media("car-still-4XXF538.mp4"));
+    assert_eq!(frame_w.max(frame_h), 640);
+    let aspect = info.0 as f64 / info.1 as f64;
+    assert!(
+        (frame_w as f64 / frame_h as f64 - aspect).abs() < 0.02,
+        "frame image {frame_w}x{frame_h} for a {}x{} clip",
+        info.0,
+        info.1
+    );
+    // The vehicle crop: the vehicle box (scaled to fit 640), larger than the plate crop.
+    let vb = ev.vehicle_bbox.expect("the plate was inside a vehicle");
+    let k = (640.0 / vb.w.max(vb.h)).min(1.0);
+    assert!(
+        (veh_w as f32 - vb.w * k).abs() <= 2.0 && (veh_h as f32 - vb.h * k).abs() <= 2.0,
+        "vehicle image {veh_w}x{veh_h} for box {vb:?}"
+    );
+    assert!(veh_w * veh_h > crop_w * crop_h);
 }
 
 /// The ground-truthed slideshow (108 cars, 5 frames each) through the full chain: one event per

@@ -545,3 +545,50 @@ fn queue_overflow_drops_oldest_with_a_warning() {
     );
     check_local(&crops, &events[9..]);
 }
+
+/// Events carrying a vehicle crop and a whole frame besides the plate crop (alprocr
+/// `vehicle-image` / `frame-image`): every image is saved and uploaded under the key its event
+/// names, byte-identical; an event naming no extra key uploads its crop only.
+#[test]
+fn vehicle_and_frame_images_are_uploaded_under_their_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let crops = dir.path().join("crops");
+    let srv = S3sFs::start(dir.path(), free_port(), &[BUCKET]);
+    let mut s = Sink::s3(&crops, &srv.endpoint(), &[]);
+    let mut sent: Vec<(String, Vec<u8>)> = Vec::new();
+    for i in 0..4u64 {
+        let mut e = plate_event("gate-x", i);
+        let images = gstalpr::event::EventImages {
+            crop: Some(gst::Buffer::from_slice(crop_bytes(i, 3_000))),
+            vehicle: (i != 3).then(|| gst::Buffer::from_slice(crop_bytes(100 + i, 40_000))),
+            frame: (i % 2 == 0).then(|| gst::Buffer::from_slice(crop_bytes(200 + i, 150_000))),
+        };
+        if images.vehicle.is_some() {
+            e.vehicle_image_key = Some(gstalpr::event::extra_image_key(&e.image_key, "vehicle"));
+        }
+        if images.frame.is_some() {
+            e.frame_image_key = Some(gstalpr::event::extra_image_key(&e.image_key, "frame"));
+        }
+        for (k, b) in images.keyed(&e) {
+            sent.push((k.to_string(), b.map_readable().unwrap().to_vec()));
+        }
+        let mut buf = gst::Buffer::new();
+        gstalpr::event::attach_with_images(buf.get_mut().unwrap(), &[(e, images)]).unwrap();
+        assert_eq!(s.h.push(buf), Ok(gst::FlowSuccess::Ok));
+    }
+    // 4 crops + 3 vehicle images + 2 frames.
+    assert_eq!(sent.len(), 9);
+    s.wait_uploaded(9, Duration::from_secs(15));
+    for (key, data) in &sent {
+        assert_eq!(
+            std::fs::read(crops.join(key)).unwrap(),
+            *data,
+            "{key} local"
+        );
+        let got = srv
+            .object(BUCKET, key)
+            .unwrap_or_else(|| panic!("{key} missing from the bucket"));
+        assert!(got == *data, "{key} differs");
+    }
+    assert!(s.problems().is_empty());
+}

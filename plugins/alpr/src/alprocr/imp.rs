@@ -11,10 +11,10 @@ use gst_base::subclass::prelude::*;
 use super::AlprOcrEmit;
 use super::engine::OcrEngine;
 use super::ocrmodel::{self, RgbView};
-use super::tracks::{Crop, Emission, Observation, Tracks, VehicleInfo};
+use super::tracks::{Crop, Emission, Extras, Observation, Tracks, VehicleInfo};
 use super::vote::{EmitMode, FormatMode, PlateFormat, VoteRead, VoterConfig};
 use crate::alprdetect::preprocess::{Layout, Preprocessor, YuvMatrix};
-use crate::event::{self, PlateEvent};
+use crate::event::{self, EventImages, PlateEvent};
 use crate::meta::{AlprFrame, BBox, ObjectKind};
 use crate::models;
 
@@ -36,6 +36,9 @@ const DEFAULT_THREADS: u32 = 0;
 const DEFAULT_JPEG_QUALITY: u32 = 90;
 /// Crops larger than this (pixels, longest side) are scaled down before OCR and JPEG encoding.
 const MAX_CROP_SIDE: usize = 320;
+const DEFAULT_VEHICLE_IMAGE: bool = false;
+const DEFAULT_FRAME_IMAGE: bool = false;
+const DEFAULT_IMAGE_MAX_SIDE: u32 = 1280;
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -53,6 +56,9 @@ struct Settings {
     key_template: String,
     threads: u32,
     jpeg_quality: u32,
+    vehicle_image: bool,
+    frame_image: bool,
+    image_max_side: u32,
 }
 
 impl Default for Settings {
@@ -72,6 +78,9 @@ impl Default for Settings {
             key_template: event::DEFAULT_KEY_TEMPLATE.into(),
             threads: DEFAULT_THREADS,
             jpeg_quality: DEFAULT_JPEG_QUALITY,
+            vehicle_image: DEFAULT_VEHICLE_IMAGE,
+            frame_image: DEFAULT_FRAME_IMAGE,
+            image_max_side: DEFAULT_IMAGE_MAX_SIDE,
         }
     }
 }
@@ -130,7 +139,7 @@ struct State {
     last_layout: Option<VideoLayout>,
     /// Events decided outside a buffer (tracks ended by an event), sent with the next buffer
     /// or at EOS.
-    pending: Vec<(PlateEvent, Option<gst::Buffer>)>,
+    pending: Vec<(PlateEvent, EventImages)>,
     counters: Counters,
     series: crate::metrics::ElementSeries,
     events_series: prometheus::IntCounter,
@@ -215,8 +224,8 @@ impl AlprOcr {
         Ok(engine)
     }
 
-    /// Fills id, camera, source and key; encodes the crop as JPEG.
-    fn finalize(&self, state: &State, e: Emission) -> Option<(PlateEvent, Option<gst::Buffer>)> {
+    /// Fills id, camera, source and keys; encodes the crop (and the extra images) as JPEG.
+    fn finalize(&self, state: &State, e: Emission) -> Option<(PlateEvent, EventImages)> {
         let mut ev = e.event;
         ev.event_id = event::new_event_id();
         ev.camera_id = state.settings.camera_id.clone();
@@ -228,10 +237,20 @@ impl AlprOcr {
                 return None;
             }
         };
-        let jpeg = e
-            .crop
-            .and_then(|c| self.encode_jpeg(&c, state.settings.jpeg_quality));
-        Some((ev, jpeg))
+        let quality = state.settings.jpeg_quality;
+        let images = EventImages {
+            crop: e.crop.and_then(|c| self.encode_jpeg(&c, quality)),
+            vehicle: e.extras.vehicle.and_then(|c| self.encode_jpeg(&c, quality)),
+            frame: e.extras.frame.and_then(|c| self.encode_jpeg(&c, quality)),
+        };
+        // A key is only named when its image exists: whoever follows it finds the object.
+        if images.vehicle.is_some() {
+            ev.vehicle_image_key = Some(event::extra_image_key(&ev.image_key, "vehicle"));
+        }
+        if images.frame.is_some() {
+            ev.frame_image_key = Some(event::extra_image_key(&ev.image_key, "frame"));
+        }
+        Some((ev, images))
     }
 
     fn encode_jpeg(&self, crop: &Crop, quality: u32) -> Option<gst::Buffer> {
@@ -257,8 +276,8 @@ impl AlprOcr {
         }
     }
 
-    fn post_events(&self, events: &[(PlateEvent, Option<gst::Buffer>)]) {
-        for (ev, crop) in events {
+    fn post_events(&self, events: &[(PlateEvent, EventImages)]) {
+        for (ev, images) in events {
             gst::info!(
                 CAT,
                 imp = self,
@@ -270,7 +289,7 @@ impl AlprOcr {
                 ev.reads,
                 ev.image_key
             );
-            let msg = gst::message::Element::builder(ev.to_structure(crop.as_ref()))
+            let msg = gst::message::Element::builder(ev.to_structure_with(images))
                 .src(&*self.obj())
                 .build();
             let _ = self.obj().post_message(msg);
@@ -283,7 +302,7 @@ impl AlprOcr {
         state: &mut State,
         buf: &gst::BufferRef,
         frame: &mut AlprFrame,
-    ) -> Result<Vec<(PlateEvent, Option<gst::Buffer>)>, String> {
+    ) -> Result<Vec<(PlateEvent, EventImages)>, String> {
         let now = event::now_ms();
         let plates: Vec<usize> = frame
             .objects
@@ -355,7 +374,6 @@ impl AlprOcr {
                     quality,
                 ));
             }
-            drop(vframe);
             let t0 = Instant::now();
             let reads = state.engine.run()?;
             state.counters.ocr_time += t0.elapsed();
@@ -399,12 +417,32 @@ impl AlprOcr {
                     plate_bbox: obj.bbox,
                     vehicle,
                     crop: Some(crop),
+                    extras: Extras::default(),
                     seen_ms: now,
                 };
                 // Behind a tracker, an untracked plate is a one-off detection (too weak to start
                 // a track): reading it is fine, an event per such read is noise.
                 if frame.tracked && obj.track_id == 0 {
                     continue;
+                }
+                let mut obs = obs;
+                let want = (state.settings.vehicle_image, state.settings.frame_image);
+                if (want.0 || want.1) && state.tracks.admits(obj.track_id, quality) {
+                    let max_side = state.settings.image_max_side as usize;
+                    let mut grab = |roi: BBox| {
+                        let mut rgb = Vec::new();
+                        state
+                            .pre
+                            .crop_rgb(&view, roi, max_side, &mut rgb)
+                            .map(|(width, height, _)| Crop { rgb, width, height })
+                    };
+                    if want.0 {
+                        obs.extras.vehicle = obs.vehicle.as_ref().and_then(|v| grab(v.bbox));
+                    }
+                    if want.1 {
+                        let (w, h) = (view.width as f32, view.height as f32);
+                        obs.extras.frame = grab(BBox::new(0.0, 0.0, w, h));
+                    }
                 }
                 if let Some(e) = state.tracks.observe(obj.track_id, obs) {
                     emissions.push(e);
@@ -507,7 +545,7 @@ impl AlprOcr {
                 ..Default::default()
             }
             .write(b);
-            if let Err(e) = event::attach(b, &events) {
+            if let Err(e) = event::attach_with_images(b, &events) {
                 gst::element_imp_error!(
                     self,
                     gst::CoreError::Failed,
@@ -663,6 +701,37 @@ impl ObjectImpl for AlprOcr {
                     .default_value(DEFAULT_JPEG_QUALITY)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecBoolean::builder("vehicle-image")
+                    .nick("Vehicle image")
+                    .blurb(
+                        "Also carry a JPEG of the vehicle around the best plate crop (same \
+                         frame), named by the event's vehicle_image_key (<crop key>_vehicle.jpg); \
+                         s3sink uploads it. Events of plates seen outside any vehicle have none",
+                    )
+                    .default_value(DEFAULT_VEHICLE_IMAGE)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoolean::builder("frame-image")
+                    .nick("Frame image")
+                    .blurb(
+                        "Also carry a JPEG of the whole frame of the best plate crop, named by \
+                         the event's frame_image_key (<crop key>_frame.jpg); s3sink uploads it. \
+                         Costs up to 6 scaled frames of memory per open track",
+                    )
+                    .default_value(DEFAULT_FRAME_IMAGE)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("image-max-side")
+                    .nick("Extra image size")
+                    .blurb(
+                        "Longest side in pixels of the vehicle and frame images: larger ones \
+                         are scaled down (aspect kept)",
+                    )
+                    .minimum(64)
+                    .maximum(8192)
+                    .default_value(DEFAULT_IMAGE_MAX_SIDE)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
                     .blurb("Plates cropped, reads, events, open tracks, mean OCR ms per plate")
@@ -710,6 +779,9 @@ impl ObjectImpl for AlprOcr {
             }
             "threads" => set!(threads, u32),
             "jpeg-quality" => set!(jpeg_quality, u32),
+            "vehicle-image" => set!(vehicle_image, bool),
+            "frame-image" => set!(frame_image, bool),
+            "image-max-side" => set!(image_max_side, u32),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -734,6 +806,9 @@ impl ObjectImpl for AlprOcr {
             "key-template" => s.key_template.to_value(),
             "threads" => s.threads.to_value(),
             "jpeg-quality" => s.jpeg_quality.to_value(),
+            "vehicle-image" => s.vehicle_image.to_value(),
+            "frame-image" => s.frame_image.to_value(),
+            "image-max-side" => s.image_max_side.to_value(),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -895,7 +970,7 @@ impl BaseTransformImpl for AlprOcr {
             gst::FlowError::Error
         })?;
         if !events.is_empty() {
-            event::attach(buf, &events).map_err(|e| {
+            event::attach_with_images(buf, &events).map_err(|e| {
                 gst::element_imp_error!(
                     self,
                     gst::CoreError::Failed,

@@ -33,6 +33,15 @@ pub struct Crop {
     pub height: usize,
 }
 
+/// The images besides the plate crop that alprocr was asked to keep for a read (its
+/// `vehicle-image` and `frame-image` properties): only made when the read can become one of the
+/// track's kept candidates ([`Tracks::admits`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Extras {
+    pub vehicle: Option<Crop>,
+    pub frame: Option<Crop>,
+}
+
 /// The vehicle a read's plate was in.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VehicleInfo {
@@ -48,6 +57,7 @@ pub struct Observation {
     pub plate_bbox: BBox,
     pub vehicle: Option<VehicleInfo>,
     pub crop: Option<Crop>,
+    pub extras: Extras,
     pub seen_ms: i64,
 }
 
@@ -60,6 +70,7 @@ struct Candidate {
     plate_bbox: BBox,
     vehicle: Option<VehicleInfo>,
     crop: Option<Crop>,
+    extras: Extras,
 }
 
 #[derive(Debug)]
@@ -82,6 +93,7 @@ struct TrackState {
 pub struct Emission {
     pub event: PlateEvent,
     pub crop: Option<Crop>,
+    pub extras: Extras,
 }
 
 #[derive(Debug, Default)]
@@ -103,6 +115,17 @@ impl Tracks {
 
     pub fn open_tracks(&self) -> usize {
         self.tracks.len()
+    }
+
+    /// Whether a read of `quality` on track `track_id` would be kept among the track's best
+    /// candidates now: the images an event may publish are only worth making for those.
+    pub fn admits(&self, track_id: u64, quality: f32) -> bool {
+        if track_id == 0 {
+            return true;
+        }
+        self.tracks.get(&track_id).is_none_or(|s| {
+            s.candidates.len() < KEPT_CROPS || s.candidates.iter().any(|c| c.quality < quality)
+        })
     }
 
     /// Adds a read to track `track_id`; returns an event when the emit policy decides now.
@@ -213,6 +236,7 @@ impl TrackState {
             plate_bbox: obs.plate_bbox,
             vehicle: obs.vehicle,
             crop: obs.crop,
+            extras: obs.extras,
         };
         self.pushed += 1;
         // Keep the best crops only: memory stays bounded for a car parked in view for hours.
@@ -253,9 +277,23 @@ impl TrackState {
                     .max_by(|a, b| a.quality.total_cmp(&b.quality))
             })
             .cloned();
-        let (frame, plate_bbox, quality, vehicle, crop) = match best {
-            Some(c) => (c.frame, c.plate_bbox, c.quality, c.vehicle, c.crop),
-            None => (d.best_frame, BBox::default(), 0.0, None, None),
+        let (frame, plate_bbox, quality, vehicle, crop, extras) = match best {
+            Some(c) => (
+                c.frame,
+                c.plate_bbox,
+                c.quality,
+                c.vehicle,
+                c.crop,
+                c.extras,
+            ),
+            None => (
+                d.best_frame,
+                BBox::default(),
+                0.0,
+                None,
+                None,
+                Extras::default(),
+            ),
         };
         Emission {
             event: PlateEvent {
@@ -277,6 +315,7 @@ impl TrackState {
                 ..Default::default()
             },
             crop,
+            extras,
         }
     }
 }
@@ -307,6 +346,7 @@ mod tests {
                 width: 1,
                 height: 1,
             }),
+            extras: Extras::default(),
             seen_ms: 1000 + frame as i64 * 40,
         }
     }
@@ -327,6 +367,30 @@ mod tests {
         assert_eq!((e.event.first_seen_ms, e.event.last_seen_ms), (1040, 1120));
         assert_eq!(e.event.vehicle_class.as_deref(), Some("car"));
         assert!(t.end(5).is_none(), "ended once");
+    }
+
+    #[test]
+    fn extra_images_travel_with_their_candidate_and_admission_is_bounded() {
+        let mut t = Tracks::new(VoterConfig::default());
+        assert!(t.admits(5, 0.1), "a new track admits anything");
+        for f in 0..KEPT_CROPS as u64 {
+            let mut o = obs("AB123", 0.9, 0.5 + f as f32 / 100.0, f);
+            o.extras.frame = Some(Crop {
+                rgb: vec![f as u8; 3],
+                width: 1,
+                height: 1,
+            });
+            t.observe(5, o);
+        }
+        // Full: only a read better than the worst kept one gets images made.
+        assert!(!t.admits(5, 0.4));
+        assert!(t.admits(5, 0.6));
+        assert!(t.admits(0, 0.0), "untracked reads are their own event");
+        let e = t.end(5).unwrap();
+        // The published crop and the extras come from the same read.
+        let best = e.crop.unwrap().rgb[0];
+        assert_eq!(e.extras.frame.unwrap().rgb[0], best);
+        assert_eq!(best as u64, e.event.frame_number);
     }
 
     /// The tracker follows a new car into the old one's place: after two confident reads of a

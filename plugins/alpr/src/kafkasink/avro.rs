@@ -133,6 +133,14 @@ pub fn plate_value(e: &PlateEvent) -> Value {
         ("quality".into(), Value::Float(e.quality)),
         ("image_key".into(), Value::String(e.image_key.clone())),
         ("source".into(), Value::String(e.source.clone())),
+        (
+            "vehicle_image_key".into(),
+            opt(e.vehicle_image_key.clone().map(Value::String)),
+        ),
+        (
+            "frame_image_key".into(),
+            opt(e.frame_image_key.clone().map(Value::String)),
+        ),
     ])
 }
 
@@ -231,6 +239,7 @@ mod tests {
             char_confidences: vec![0.5, 0.6],
             vehicle_bbox: Some(BBox::new(1.0, 2.0, 3.0, 4.0)),
             region: Some("eu".into()),
+            frame_image_key: Some("k_frame.jpg".into()),
             ..Default::default()
         };
         let body = encode_plate(&e).unwrap();

@@ -219,26 +219,30 @@ impl S3Sink {
         }
     }
 
-    /// The crops of a buffer's events (events without a crop have nothing to upload).
+    /// The images of a buffer's events: the plate crop, and the vehicle crop and whole frame
+    /// when alprocr made them (events without images have nothing to upload).
     fn uploads(&self, buffer: &gst::BufferRef) -> Result<Vec<NewUpload>, String> {
-        let events = event::read(buffer).map_err(|e| e.to_string())?;
+        let events = event::read_with_images(buffer).map_err(|e| e.to_string())?;
         let mut v = Vec::with_capacity(events.len());
-        for (e, crop) in events {
-            let Some(crop) = crop else {
+        for (e, images) in &events {
+            let keyed = images.keyed(e);
+            if keyed.is_empty() {
                 gst::debug!(CAT, imp = self, "event {} has no crop", e.event_id);
                 continue;
-            };
-            queue::check_key(&e.image_key).map_err(|err| format!("event {}: {err}", e.event_id))?;
-            let map = crop
-                .map_readable()
-                .map_err(|_| format!("event {}: crop buffer not readable", e.event_id))?;
-            v.push(NewUpload {
-                key: e.image_key,
-                event_id: e.event_id,
-                camera: e.camera_id,
-                plate: e.plate_text,
-                data: map.as_slice().to_vec(),
-            });
+            }
+            for (key, image) in keyed {
+                queue::check_key(key).map_err(|err| format!("event {}: {err}", e.event_id))?;
+                let map = image
+                    .map_readable()
+                    .map_err(|_| format!("event {}: image {key} not readable", e.event_id))?;
+                v.push(NewUpload {
+                    key: key.to_string(),
+                    event_id: e.event_id.clone(),
+                    camera: e.camera_id.clone(),
+                    plate: e.plate_text.clone(),
+                    data: map.as_slice().to_vec(),
+                });
+            }
         }
         Ok(v)
     }

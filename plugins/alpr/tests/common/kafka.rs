@@ -274,6 +274,9 @@ pub fn plate_event(camera: &str, seq: u64) -> PlateEvent {
         },
         quality: 0.75,
         image_key: format!("2025-11-27/{camera}_track{seq}.jpg"),
+        vehicle_image_key: (!seq.is_multiple_of(2))
+            .then(|| format!("2025-11-27/{camera}_track{seq}_vehicle.jpg")),
+        frame_image_key: None,
         source: "test/pipeline".into(),
     }
 }
