@@ -135,6 +135,67 @@ ensure_s3s_fs() {
   export ALPR_S3S_FS="$root/bin/s3s-fs"
 }
 
+# Starts the local test services on 127.0.0.1, data and logs under DIR: the tansu Kafka broker
+# on KAFKA_PORT (topics alpr.events.plates and alpr.events.vehicles created), the Schema
+# Registry example (target/release/examples/schema-registry, built by the caller) on
+# REGISTRY_PORT and, when S3_PORT is given, s3s-fs (access key alpr-demo, secret
+# alpr-demo-secret-key). Stops them when the calling script exits, unless
+# ALPR_DEMO_KEEP_SERVICES=1.
+#   start_local_services DIR KAFKA_PORT REGISTRY_PORT [S3_PORT]
+SERVICE_PIDS=()
+start_local_services() {
+  local dir="$1" kafka_port="$2" registry_port="$3" s3_port="${4:-}" p
+  mkdir -p "$dir/kafka"
+  for p in "$kafka_port" "$registry_port" $s3_port; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      die "port $p on 127.0.0.1 is already in use: stop what listens there or choose other ports (see the header of the calling script)"
+    fi
+  done
+  trap stop_local_services EXIT
+  local url="tcp://127.0.0.1:$kafka_port"
+  (cd "$dir/kafka" && RUST_LOG=warn exec "$ALPR_TANSU" broker --listener-url "$url" \
+    --advertised-listener-url "$url" --storage-engine sqlite://tansu.db) >"$dir/kafka.log" 2>&1 &
+  SERVICE_PIDS+=($!)
+  wait_port "tansu (Kafka)" "$kafka_port" "$!" "$dir/kafka.log"
+  "$ROOT/target/release/examples/schema-registry" "$registry_port" >"$dir/registry.log" 2>&1 &
+  SERVICE_PIDS+=($!)
+  wait_port "schema registry" "$registry_port" "$!" "$dir/registry.log"
+  if [ -n "$s3_port" ]; then
+    mkdir -p "$dir/s3"
+    RUST_LOG=warn "$ALPR_S3S_FS" --host 127.0.0.1 --port "$s3_port" --access-key alpr-demo \
+      --secret-key alpr-demo-secret-key "$dir/s3" >"$dir/s3.log" 2>&1 &
+    SERVICE_PIDS+=($!)
+    wait_port "s3s-fs (S3)" "$s3_port" "$!" "$dir/s3.log"
+  fi
+  local topic
+  for topic in alpr.events.plates alpr.events.vehicles; do
+    "$ALPR_TANSU" topic create "$topic" --partitions 1 --broker "$url" >>"$dir/kafka.log" 2>&1 \
+      || die "creating Kafka topic $topic failed: see $dir/kafka.log"
+  done
+}
+
+stop_local_services() {
+  [ ${#SERVICE_PIDS[@]} -gt 0 ] || return 0
+  if [ "${ALPR_DEMO_KEEP_SERVICES:-0}" = 1 ]; then
+    log "services left running (pids ${SERVICE_PIDS[*]}): kill ${SERVICE_PIDS[*]} to stop them"
+  else
+    kill "${SERVICE_PIDS[@]}" 2>/dev/null || true
+    wait "${SERVICE_PIDS[@]}" 2>/dev/null || true
+  fi
+}
+
+# Waits until NAME listens on 127.0.0.1:PORT; dies when process PID exits or after 15 s.
+#   wait_port NAME PORT PID LOG
+wait_port() {
+  local _
+  for _ in $(seq 1 150); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null && return 0
+    kill -0 "$3" 2>/dev/null || die "$1 exited at start: see $4"
+    sleep 0.1
+  done
+  die "$1 did not listen on 127.0.0.1:$2 within 15 s: see $4"
+}
+
 setup_all() {
   ensure_apt "$@"
   ensure_rust

@@ -15,6 +15,9 @@
 
 use std::time::Instant;
 
+#[path = "common/props.rs"]
+mod props;
+
 use gst::prelude::*;
 use gstalpr::event::{EVENT_STRUCT, PlateEvent};
 
@@ -22,7 +25,7 @@ type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
 fn main() -> Res<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (pos, props): (Vec<String>, Vec<String>) = args.into_iter().partition(|a| !a.contains('='));
+    let (pos, props) = props::split_args(args.into_iter());
     let [video, out] = pos.as_slice() else {
         eprintln!("usage: alpr-demo VIDEO OUT_DIR [element.property=value ...]");
         std::process::exit(2);
@@ -46,19 +49,7 @@ fn main() -> Res<()> {
     let pipeline = gst::parse::launch(&desc)?
         .downcast::<gst::Pipeline>()
         .map_err(|_| "not a pipeline")?;
-    for p in &props {
-        let (target, value) = p.split_once('=').ok_or("expected element.property=value")?;
-        let (name, prop) = target
-            .split_once('.')
-            .ok_or("expected element.property=value")?;
-        let el = pipeline
-            .iterate_recurse()
-            .into_iter()
-            .flatten()
-            .find(|e| e.factory().is_some_and(|f| f.name() == name) || e.name() == name)
-            .ok_or(format!("{p}: no {name} in the demo pipeline"))?;
-        el.set_property_from_str(prop, value);
-    }
+    props::apply(&pipeline, &props)?;
 
     let start = Instant::now();
     pipeline.set_state(gst::State::Playing)?;
