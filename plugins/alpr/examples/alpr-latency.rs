@@ -23,8 +23,11 @@ use gstalpr::event::{EVENT_STRUCT, PlateEvent};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
-/// One histogram series of the process-wide registry, as (upper bound, cumulative count).
-fn histogram(name: &str, sink: &str) -> Option<(u64, f64, Vec<(f64, u64)>)> {
+/// A histogram series: sample count, sample sum, (upper bound, cumulative count) per bucket.
+type Series = (u64, f64, Vec<(f64, u64)>);
+
+/// One histogram series of the process-wide registry.
+fn histogram(name: &str, sink: &str) -> Option<Series> {
     let families = gstalpr::metrics::get().registry.gather();
     let fam = families.iter().find(|f| f.name() == name)?;
     let m = fam.get_metric().iter().find(|m| {
