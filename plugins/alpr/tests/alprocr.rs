@@ -73,6 +73,10 @@ struct Run {
     events: Vec<PlateEvent>,
     crops: Vec<Option<gst::Buffer>>,
     bus_events: Vec<PlateEvent>,
+    /// Vehicle-track events that reached the sink.
+    vehicles: Vec<event::VehicleTrackEvent>,
+    /// Per tracked vehicle id, the frames where it was detected (not predicted).
+    sightings: std::collections::HashMap<u64, u64>,
 }
 
 /// Runs `filesrc ! decodebin ! videoconvert ! <chain> ! fakesink`, collecting the events that
@@ -89,6 +93,12 @@ fn run_clip(clip: &std::path::Path, chain: &str) -> Run {
         .unwrap();
     let seen: Collected = Arc::default();
     let seen2 = seen.clone();
+    type Vehicles = (
+        Vec<event::VehicleTrackEvent>,
+        std::collections::HashMap<u64, u64>,
+    );
+    let vehicles: Arc<Mutex<Vehicles>> = Arc::default();
+    let vehicles2 = vehicles.clone();
     pipeline
         .by_name("sink")
         .unwrap()
@@ -97,6 +107,18 @@ fn run_clip(clip: &std::path::Path, chain: &str) -> Run {
         .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
             if let Some(buf) = info.buffer() {
                 seen2.lock().unwrap().extend(event::read(buf).unwrap());
+                let mut v = vehicles2.lock().unwrap();
+                v.0.extend(event::read_vehicles(buf).unwrap());
+                if let Some(Ok(frame)) = AlprFrame::read(buf) {
+                    for o in &frame.objects {
+                        if o.kind == Some(gstalpr::meta::ObjectKind::Vehicle)
+                            && o.track_id != 0
+                            && !o.predicted
+                        {
+                            *v.1.entry(o.track_id).or_default() += 1;
+                        }
+                    }
+                }
             }
             gst::PadProbeReturn::Ok
         });
@@ -123,10 +145,13 @@ fn run_clip(clip: &std::path::Path, chain: &str) -> Run {
     pipeline.set_state(gst::State::Null).unwrap();
     let seen = std::mem::take(&mut *seen.lock().unwrap());
     let (events, crops) = seen.into_iter().unzip();
+    let (vehicles, sightings) = std::mem::take(&mut *vehicles.lock().unwrap());
     Run {
         events,
         crops,
         bus_events,
+        vehicles,
+        sightings,
     }
 }
 
@@ -164,6 +189,48 @@ fn still_car_gives_one_event_and_csv_and_bus_agree() {
     assert_eq!(rows.len(), 1, "{text}");
     assert!(rows[0].starts_with(&format!("{},gate-1,{},", ev.event_id, ev.track_id)));
     assert!(rows[0].contains(",4XXF538,") && rows[0].contains(&ev.image_key));
+}
+
+/// `vehicle-events`: one vehicle-track event per tracked vehicle, counting exactly the frames
+/// the vehicle was detected in (per the frame meta) and carrying the plate decided for it, in
+/// the `alpr-vehicle-events` meta kafkasink reads (its vehicles topic is tested in kafkasink.rs).
+#[test]
+fn vehicle_track_events_one_per_vehicle_with_its_plate() {
+    let run = run_clip(
+        &common::media("car-still-4XXF538.mp4"),
+        "alprdetect ! alprtrack track-thresh=0.45 new-track-thresh=0.5 ! \
+         alprocr camera-id=gate-2 vehicle-events=true",
+    );
+    assert_eq!(run.events.len(), 1);
+    assert!(!run.sightings.is_empty(), "the car was tracked");
+    let mut ids: Vec<u64> = run.vehicles.iter().map(|v| v.track_id).collect();
+    ids.sort_unstable();
+    let mut want: Vec<u64> = run.sightings.keys().copied().collect();
+    want.sort_unstable();
+    assert_eq!(ids, want, "one event per tracked vehicle");
+    for v in &run.vehicles {
+        assert_eq!(
+            v.frames, run.sightings[&v.track_id],
+            "frames of {}",
+            v.track_id
+        );
+        assert_eq!(v.camera_id, "gate-2");
+        assert!(!v.event_id.is_empty() && v.first_seen_ms <= v.last_seen_ms);
+        assert!(!v.vehicle_class.is_empty());
+    }
+    let car = run
+        .vehicles
+        .iter()
+        .find(|v| v.track_id == run.events[0].track_id)
+        .expect("the plate's vehicle has an event");
+    assert_eq!(car.plate_text.as_deref(), Some("4XXF538"));
+
+    // Off by default.
+    let off = run_clip(
+        &common::media("car-still-4XXF538.mp4"),
+        "alprdetect ! alprtrack track-thresh=0.45 new-track-thresh=0.5 ! alprocr",
+    );
+    assert!(!off.sightings.is_empty() && off.vehicles.is_empty());
 }
 
 /// Decodes the first picture of an image or video file; its width and height.

@@ -12,9 +12,10 @@ use super::AlprOcrEmit;
 use super::engine::OcrEngine;
 use super::ocrmodel::{self, RgbView};
 use super::tracks::{Crop, Emission, Extras, Observation, Tracks, VehicleInfo};
+use super::vehicles::VehicleTracks;
 use super::vote::{EmitMode, FormatMode, PlateFormat, VoteRead, VoterConfig};
 use crate::alprdetect::preprocess::{Layout, Preprocessor, YuvMatrix};
-use crate::event::{self, EventImages, PlateEvent};
+use crate::event::{self, EventImages, PlateEvent, VehicleTrackEvent};
 use crate::meta::{AlprFrame, BBox, ObjectKind};
 use crate::models;
 
@@ -39,6 +40,7 @@ const MAX_CROP_SIDE: usize = 320;
 const DEFAULT_VEHICLE_IMAGE: bool = false;
 const DEFAULT_FRAME_IMAGE: bool = false;
 const DEFAULT_IMAGE_MAX_SIDE: u32 = 1280;
+const DEFAULT_VEHICLE_EVENTS: bool = false;
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -59,6 +61,7 @@ struct Settings {
     vehicle_image: bool,
     frame_image: bool,
     image_max_side: u32,
+    vehicle_events: bool,
 }
 
 impl Default for Settings {
@@ -81,6 +84,7 @@ impl Default for Settings {
             vehicle_image: DEFAULT_VEHICLE_IMAGE,
             frame_image: DEFAULT_FRAME_IMAGE,
             image_max_side: DEFAULT_IMAGE_MAX_SIDE,
+            vehicle_events: DEFAULT_VEHICLE_EVENTS,
         }
     }
 }
@@ -140,6 +144,9 @@ struct State {
     /// Events decided outside a buffer (tracks ended by an event), sent with the next buffer
     /// or at EOS.
     pending: Vec<(PlateEvent, EventImages)>,
+    /// Vehicle tracks (with `vehicle-events`) and their finished events not yet sent.
+    vehicles: VehicleTracks,
+    pending_vehicles: Vec<VehicleTrackEvent>,
     counters: Counters,
     series: crate::metrics::ElementSeries,
     events_series: prometheus::IntCounter,
@@ -251,6 +258,14 @@ impl AlprOcr {
             ev.frame_image_key = Some(event::extra_image_key(&ev.image_key, "frame"));
         }
         Some((ev, images))
+    }
+
+    /// Fills id, camera and source of a vehicle-track event.
+    fn finalize_vehicle(&self, state: &State, mut v: VehicleTrackEvent) -> VehicleTrackEvent {
+        v.event_id = event::new_event_id();
+        v.camera_id = state.settings.camera_id.clone();
+        v.source = state.source.clone();
+        v
     }
 
     fn encode_jpeg(&self, crop: &Crop, quality: u32) -> Option<gst::Buffer> {
@@ -449,11 +464,28 @@ impl AlprOcr {
                 }
             }
         }
+        let vehicle_events = state.settings.vehicle_events;
+        if vehicle_events {
+            state.vehicles.observe(frame, now);
+        }
         for id in std::mem::take(&mut frame.ended_tracks).iter() {
             if let Some(e) = state.tracks.end(*id) {
                 emissions.push(e);
             }
             frame.ended_tracks.push(*id);
+        }
+        if vehicle_events {
+            for e in &emissions {
+                state
+                    .vehicles
+                    .plate_decided(e.event.track_id, &e.event.plate_text);
+            }
+            for id in &frame.ended_tracks {
+                if let Some(v) = state.vehicles.end(*id) {
+                    let v = self.finalize_vehicle(state, v);
+                    state.pending_vehicles.push(v);
+                }
+            }
         }
         Ok(emissions
             .into_iter()
@@ -465,13 +497,28 @@ impl AlprOcr {
     fn end_tracks(&self, ids: Option<Vec<u64>>) {
         let mut guard = self.state.lock().unwrap();
         let Some(state) = guard.as_mut() else { return };
-        let emissions = match ids {
-            Some(ids) => ids
-                .into_iter()
-                .filter_map(|id| state.tracks.end(id))
-                .collect(),
+        let emissions: Vec<Emission> = match &ids {
+            Some(ids) => ids.iter().filter_map(|id| state.tracks.end(*id)).collect(),
             None => state.tracks.end_all(),
         };
+        if state.settings.vehicle_events {
+            for e in &emissions {
+                state
+                    .vehicles
+                    .plate_decided(e.event.track_id, &e.event.plate_text);
+            }
+            let ended = match &ids {
+                Some(ids) => ids
+                    .iter()
+                    .filter_map(|id| state.vehicles.end(*id))
+                    .collect(),
+                None => state.vehicles.end_all(),
+            };
+            for v in ended {
+                let v = self.finalize_vehicle(state, v);
+                state.pending_vehicles.push(v);
+            }
+        }
         let finalized: Vec<_> = emissions
             .into_iter()
             .filter_map(|e| self.finalize(state, e))
@@ -482,13 +529,14 @@ impl AlprOcr {
     /// Pushes the pending events on a copy of the last frame (flagged GAP + DROPPABLE, zero
     /// duration) so that sinks downstream get them before EOS.
     fn flush_pending(&self) {
-        let (carrier, events) = {
+        let (carrier, events, vehicles) = {
             let mut guard = self.state.lock().unwrap();
             let Some(state) = guard.as_mut() else { return };
-            if state.pending.is_empty() {
+            if state.pending.is_empty() && state.pending_vehicles.is_empty() {
                 return;
             }
             let events = std::mem::take(&mut state.pending);
+            let vehicles = std::mem::take(&mut state.pending_vehicles);
             state.counters.events += events.len() as u64;
             state.events_series.inc_by(events.len() as u64);
             let carrier = (!state.last_memories.is_empty()).then(|| {
@@ -513,15 +561,17 @@ impl AlprOcr {
                 }
                 b
             });
-            (carrier, events)
+            (carrier, events, vehicles)
         };
         self.post_events(&events);
         let Some(last) = carrier else {
             gst::warning!(
                 CAT,
                 imp = self,
-                "{} events decided before any frame: posted on the bus only",
-                events.len()
+                "{} events decided before any frame: posted on the bus only ({} vehicle-track \
+                 events not sent)",
+                events.len(),
+                vehicles.len()
             );
             return;
         };
@@ -545,7 +595,9 @@ impl AlprOcr {
                 ..Default::default()
             }
             .write(b);
-            if let Err(e) = event::attach_with_images(b, &events) {
+            let attached = event::attach_with_images(b, &events)
+                .and_then(|()| event::attach_vehicles(b, &vehicles));
+            if let Err(e) = attached {
                 gst::element_imp_error!(
                     self,
                     gst::CoreError::Failed,
@@ -732,6 +784,16 @@ impl ObjectImpl for AlprOcr {
                     .default_value(DEFAULT_IMAGE_MAX_SIDE)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecBoolean::builder("vehicle-events")
+                    .nick("Vehicle-track events")
+                    .blurb(
+                        "Also emit one vehicle-track event per vehicle track when it ends (class, \
+                         first/last seen, frames, decided plate if any) in the \
+                         alpr-vehicle-events meta: kafkasink sends them to its vehicles-topic",
+                    )
+                    .default_value(DEFAULT_VEHICLE_EVENTS)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
                     .blurb("Plates cropped, reads, events, open tracks, mean OCR ms per plate")
@@ -782,6 +844,7 @@ impl ObjectImpl for AlprOcr {
             "vehicle-image" => set!(vehicle_image, bool),
             "frame-image" => set!(frame_image, bool),
             "image-max-side" => set!(image_max_side, u32),
+            "vehicle-events" => set!(vehicle_events, bool),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -809,6 +872,7 @@ impl ObjectImpl for AlprOcr {
             "vehicle-image" => s.vehicle_image.to_value(),
             "frame-image" => s.frame_image.to_value(),
             "image-max-side" => s.image_max_side.to_value(),
+            "vehicle-events" => s.vehicle_events.to_value(),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -871,6 +935,8 @@ impl BaseTransformImpl for AlprOcr {
             last_pts: None,
             last_layout: None,
             pending: Vec::new(),
+            vehicles: VehicleTracks::default(),
+            pending_vehicles: Vec::new(),
             counters: Counters::default(),
             series: crate::metrics::ElementSeries::new(&self.obj().name()),
             events_series: crate::metrics::get()
@@ -926,6 +992,8 @@ impl BaseTransformImpl for AlprOcr {
                 if let Some(s) = self.state.lock().unwrap().as_mut() {
                     s.tracks.clear();
                     s.pending.clear();
+                    s.vehicles.clear();
+                    s.pending_vehicles.clear();
                     s.last_memories.clear();
                 }
             }
@@ -953,6 +1021,7 @@ impl BaseTransformImpl for AlprOcr {
             }
         };
         events.splice(0..0, std::mem::take(&mut state.pending));
+        let vehicles = std::mem::take(&mut state.pending_vehicles);
         state.counters.events += events.len() as u64;
         state.events_series.inc_by(events.len() as u64);
         state
@@ -979,6 +1048,16 @@ impl BaseTransformImpl for AlprOcr {
                 gst::FlowError::Error
             })?;
             self.post_events(&events);
+        }
+        if !vehicles.is_empty() {
+            event::attach_vehicles(buf, &vehicles).map_err(|e| {
+                gst::element_imp_error!(
+                    self,
+                    gst::CoreError::Failed,
+                    ("cannot attach vehicle-track events: {e}")
+                );
+                gst::FlowError::Error
+            })?;
         }
         // Remember the frame's memories (references) to carry the events decided at EOS.
         if let Some(s) = self.state.lock().unwrap().as_mut() {

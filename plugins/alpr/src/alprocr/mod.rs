@@ -8,6 +8,7 @@ pub mod engine;
 mod imp;
 pub mod ocrmodel;
 pub mod tracks;
+pub mod vehicles;
 pub mod vote;
 
 /// When alprocr emits a track's plate event (property `emit`).
