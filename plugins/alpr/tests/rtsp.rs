@@ -478,6 +478,15 @@ fn bad_uris_are_refused_with_the_property_named() {
     assert!(e.contains("not a URI") && e.contains("file:///"), "{e}");
     let e = first_error("uri=nosuchscheme://camera/x", Duration::from_secs(5));
     assert!(e.contains("nosuchscheme://"), "{e}");
+    // The password never reads back (nor appears in logs and messages, which use the same form).
+    let src = gst::ElementFactory::make("alprsrc")
+        .property("uri", "rtsp://admin:s3cret@192.0.2.10/stream1")
+        .build()
+        .unwrap();
+    assert_eq!(
+        src.property::<String>("uri"),
+        "rtsp://admin:*****@192.0.2.10/stream1"
+    );
     // A file that is not there: the source cannot even start.
     let e = first_error("uri=file:///no/such/video.mp4", Duration::from_secs(5));
     assert!(
