@@ -19,6 +19,7 @@ RUN apt-get update \
       libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools \
       gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
       gstreamer1.0-plugins-ugly gstreamer1.0-libav \
+      libgstrtspserver-1.0-dev \
       prometheus \
       libssl-dev zlib1g-dev \
  && rm -rf /var/lib/apt/lists/*

@@ -11,11 +11,13 @@
 #     t. ! queue ! alprcsvsink     events -> CSV file
 #
 # SOURCE decides the source part:
-#   rtsp://... rtsps://...   rtspsrc ... ! application/x-rtp,media=video ! decodebin (as rtsp.sh)
+#   rtsp://... rtsps://...   alprsrc uri=... (reconnects by itself) ! leaky queue (as rtsp.sh)
 #   /dev/video*              v4l2src device=... ! video/x-raw,width,height,framerate (as v4l2.sh)
 #   other scheme://...       uridecodebin uri=... (http, file://, ...)
 #   anything else            a file path: filesrc location=... ! decodebin (as file.sh)
-# Live sources get a watchdog and a leaky queue (see rtsp.sh) and run under pipelines/supervise.
+# Live sources get a leaky queue (see rtsp.sh) and run under pipelines/supervise: a V4L2 camera
+# with a watchdog, restarted whenever the pipeline ends; an RTSP camera reconnects inside alprsrc,
+# so supervise restarts it only after a crash (ALPR_RESTART_ON=crash).
 #
 # Environment (default):
 #   GST_PLUGIN_PATH          <repo>/target/release
@@ -35,8 +37,9 @@
 #                            on this host); unset: s3sink's own lookup (AWS_* environment)
 #   ALPR_S3_RETRY            30            seconds between S3 connection attempts
 #   ALPR_S3_CREATE_BUCKET    false         create the bucket if missing (compose's minio-init does)
-#   ALPR_RTSP_LATENCY 200, ALPR_RTSP_TCP_TIMEOUT 10000000, ALPR_WATCHDOG_MS 10000,
-#   ALPR_LIVE_QUEUE 4, ALPR_V4L2_WIDTH/HEIGHT/FPS 1280/720/30: as in rtsp.sh and v4l2.sh
+#   ALPR_RTSP_LATENCY 200, ALPR_RTSP_TRANSPORT tcp, ALPR_RTSP_TIMEOUT 10, ALPR_RTSP_RETRY 5,
+#   ALPR_WATCHDOG_MS 10000, ALPR_LIVE_QUEUE 4, ALPR_V4L2_WIDTH/HEIGHT/FPS 1280/720/30: as in
+#   rtsp.sh and v4l2.sh
 #   ALPR_RESTART             1 for live sources (pipelines/supervise), 0 for files
 #   ALPR_METRICS_ADDRESS     read by the elements: /metrics on 0.0.0.0:8001 ("off" disables)
 #
@@ -83,24 +86,27 @@ S3_REGION="${ALPR_S3_REGION:-us-east-1}"
 S3_RETRY="${ALPR_S3_RETRY:-30}"
 S3_CREATE_BUCKET="${ALPR_S3_CREATE_BUCKET:-false}"
 LATENCY="${ALPR_RTSP_LATENCY:-200}"
-TCP_TIMEOUT="${ALPR_RTSP_TCP_TIMEOUT:-10000000}"
+TRANSPORT="${ALPR_RTSP_TRANSPORT:-tcp}"
+RTSP_TIMEOUT="${ALPR_RTSP_TIMEOUT:-10}"
+RTSP_RETRY="${ALPR_RTSP_RETRY:-5}"
 WATCHDOG_MS="${ALPR_WATCHDOG_MS:-10000}"
 LIVE_QUEUE="${ALPR_LIVE_QUEUE:-4}"
 WIDTH="${ALPR_V4L2_WIDTH:-1280}"
 HEIGHT="${ALPR_V4L2_HEIGHT:-720}"
 FPS="${ALPR_V4L2_FPS:-30}"
 
-# Live sources: a watchdog (error when frames stop) and a leaky queue (drop, never stall capture).
-LIVE=(watchdog timeout="$WATCHDOG_MS" '!'
-  queue leaky=downstream max-size-buffers="$LIVE_QUEUE" max-size-bytes=0 max-size-time=0)
+# Live sources: a leaky queue (drop, never stall capture); V4L2 also a watchdog (error when
+# frames stop), RTSP has alprsrc's own no-frame timeout instead.
+LEAKY=(queue leaky=downstream max-size-buffers="$LIVE_QUEUE" max-size-bytes=0 max-size-time=0)
+restart_on=exit
 case "$SOURCE" in
   rtsp://* | rtsps://*)
-    SRC=(rtspsrc location="$SOURCE" latency="$LATENCY" protocols=tcp tcp-timeout="$TCP_TIMEOUT"
-      drop-on-latency=true '!' application/x-rtp,media=video '!' decodebin '!' "${LIVE[@]}")
-    live=1 ;;
+    SRC=(alprsrc uri="$SOURCE" latency="$LATENCY" rtsp-transport="$TRANSPORT"
+      timeout="$RTSP_TIMEOUT" retry-interval="$RTSP_RETRY" '!' "${LEAKY[@]}")
+    live=1 restart_on=crash ;;
   /dev/video*)
     SRC=(v4l2src device="$SOURCE" '!' "video/x-raw,width=$WIDTH,height=$HEIGHT,framerate=$FPS/1"
-      '!' "${LIVE[@]}")
+      '!' watchdog timeout="$WATCHDOG_MS" '!' "${LEAKY[@]}")
     live=1 ;;
   *://*)
     SRC=(uridecodebin uri="$SOURCE")
@@ -132,7 +138,10 @@ CMD=(gst-launch-1.0 -e
     retry-interval="$S3_RETRY" create-bucket="$S3_CREATE_BUCKET"
   t. ! queue ! alprcsvsink location="$DATA/plate_events.csv"
 )
-if [ "${ALPR_RESTART:-$live}" = 1 ]; then CMD=("$ROOT/pipelines/supervise" "${CMD[@]}"); fi
+if [ "${ALPR_RESTART:-$live}" = 1 ]; then
+  export ALPR_RESTART_ON="${ALPR_RESTART_ON:-$restart_on}"
+  CMD=("$ROOT/pipelines/supervise" "${CMD[@]}")
+fi
 if [ -n "${ALPR_DRY_RUN:-}" ]; then printf '%q ' "${CMD[@]}"; echo; exit 0; fi
 mkdir -p "$DATA"
 exec "${CMD[@]}"

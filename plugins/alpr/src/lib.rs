@@ -12,6 +12,7 @@ use gst::glib;
 pub mod alprcsvsink;
 pub mod alprdetect;
 pub mod alprocr;
+pub mod alprsrc;
 pub mod alprtrack;
 pub mod event;
 pub mod kafkasink;
@@ -44,6 +45,7 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     alprcsvsink::register(plugin)?;
     kafkasink::register(plugin)?;
     s3sink::register(plugin)?;
+    alprsrc::register(plugin)?;
     Ok(())
 }
 

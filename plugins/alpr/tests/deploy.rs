@@ -15,6 +15,7 @@ use serde_json::Value;
 
 /// Elements of this plugin (s3sink included, whether or not it is built yet).
 const ALPR_ELEMENTS: &[&str] = &[
+    "alprsrc",
     "alprdetect",
     "alprtrack",
     "alprocr",

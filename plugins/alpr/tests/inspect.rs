@@ -73,6 +73,11 @@ fn check(element: &str) {
 }
 
 #[test]
+fn alprsrc_inspect_snapshot() {
+    check("alprsrc");
+}
+
+#[test]
 fn alprdetect_inspect_snapshot() {
     check("alprdetect");
 }
