@@ -14,8 +14,8 @@
 //! broker is down while a large backlog is accepted; the process RSS is sampled as it grows
 //! (goal: flat, the backlog lives on disk), then the broker comes back and the backlog drains.
 //!
-//! Sizes: ALPR_BENCH_EVENTS (default 20000), ALPR_BENCH_ROUNDS (default 3), ALPR_BENCH_BACKLOG
-//! (default 100000).
+//! Sizes: ALPR_BENCH_EVENTS (default 20000), ALPR_BENCH_ROUNDS (default 4), ALPR_BENCH_BACKLOG
+//! (default 100000). ALPR_BENCH_KAFKA_CONFIG=k=v,... adds librdkafka settings to both sides.
 
 #[path = "../tests/common/kafka.rs"]
 mod kafka;
@@ -37,6 +37,16 @@ fn env_usize(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// Extra librdkafka settings for both sides, `ALPR_BENCH_KAFKA_CONFIG=k=v,k=v`.
+fn kafka_config() -> Vec<(String, String)> {
+    std::env::var("ALPR_BENCH_KAFKA_CONFIG")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
 }
 
 fn rss_mib() -> f64 {
@@ -142,6 +152,14 @@ fn sink(
         .property("schema-registry", registry)
         .build()
         .unwrap();
+    let extra = kafka_config();
+    if !extra.is_empty() {
+        let mut cfg = gst::Structure::builder("config");
+        for (k, v) in &extra {
+            cfg = cfg.field(k.as_str(), v.as_str());
+        }
+        el.set_property("kafka-config", cfg.build());
+    }
     let mut h = gst_check::Harness::with_element(&el, Some("sink"), None);
     h.set_src_caps_str("application/x-alpr-events");
     (h, el)
@@ -162,8 +180,12 @@ fn raw_producer(
     schema_id: u32,
     events: &[gstalpr::event::PlateEvent],
 ) -> (Duration, String) {
-    let p: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    let mut cc = ClientConfig::new();
+    cc.set("bootstrap.servers", brokers);
+    for (k, v) in kafka_config() {
+        cc.set(k, v);
+    }
+    let p: BaseProducer = cc
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .create()
@@ -250,7 +272,7 @@ fn main() {
     gst::init().unwrap();
     gstalpr::plugin_register_static().unwrap();
     let n = env_usize("ALPR_BENCH_EVENTS", 20_000);
-    let rounds = env_usize("ALPR_BENCH_ROUNDS", 3).max(1);
+    let rounds = env_usize("ALPR_BENCH_ROUNDS", 4).max(1);
     let backlog = env_usize("ALPR_BENCH_BACKLOG", 100_000);
     let dir = tempfile::tempdir().unwrap();
     let reg = Registry::start();

@@ -76,14 +76,18 @@ pub struct Shared {
     pub outbox: Mutex<Outbox>,
     pub link: Mutex<Link>,
     signal: Signal,
+    /// A worker sends what the outbox holds (not local mode): new work wakes it.
+    sender: bool,
 }
 
 impl Shared {
     pub fn new(outbox: Outbox, link: Link) -> Arc<Shared> {
+        let sender = link.status() != LinkStatus::Local;
         Arc::new(Shared {
             outbox: Mutex::new(outbox),
             link: Mutex::new(link),
             signal: Signal::default(),
+            sender,
         })
     }
 
@@ -97,7 +101,9 @@ impl Shared {
 
     /// New work in the outbox.
     pub fn wake(&self) {
-        self.signal.wake();
+        if self.sender {
+            self.signal.wake();
+        }
     }
 
     pub fn request_stop(&self) {
