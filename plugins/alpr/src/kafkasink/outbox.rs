@@ -5,7 +5,8 @@
 //! Why SQLite (rusqlite, bundled): a commit in WAL mode is atomic and survives a killed process
 //! (the WAL is in the OS page cache the moment `COMMIT` returns; with `fsync` on it also survives
 //! power loss), recovery after a crash is automatic on open, the file is one portable database a
-//! user can inspect with `sqlite3`, and an `INTEGER PRIMARY KEY` gives the replay order for free.
+//! user can inspect with `sqlite3` (once the sink stopped: it holds an exclusive lock while it
+//! runs), and an `INTEGER PRIMARY KEY` gives the replay order for free.
 //! redb would do too, but SQLite's crash recovery has decades of field use behind it.
 //!
 //! The database is opened with [`crate::store::open_owned_queue`]: one connection owns it (a
