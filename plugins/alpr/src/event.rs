@@ -231,8 +231,8 @@ impl PlateEvent {
             }
         }
         let bbox = |field: &'static str| -> Result<Option<BBox>, EventError> {
-            match s.get::<gst::Structure>(field) {
-                Ok(st) => bbox_from(&st).map(Some).ok_or(EventError {
+            match s.get::<&gst::StructureRef>(field) {
+                Ok(st) => bbox_from(st).map(Some).ok_or(EventError {
                     field,
                     reason: "expected a structure with double x, y, w, h".into(),
                 }),
@@ -249,9 +249,10 @@ impl PlateEvent {
                 .get::<f64>("plate-confidence")
                 .map_err(err("plate-confidence"))? as f32,
             char_confidences: s
-                .get::<gst::Array>("char-confidences")
+                .get::<gst::ArrayRef>("char-confidences")
                 .map(|a| {
-                    a.iter()
+                    a.as_slice()
+                        .iter()
                         .filter_map(|v| v.get::<f64>().ok())
                         .map(|v| v as f32)
                         .collect()
@@ -343,12 +344,30 @@ fn read_meta_structures(buffer: &gst::BufferRef, meta: &str) -> Vec<gst::Structu
         .unwrap_or_default()
 }
 
+/// Parses each event structure of `meta` on `buffer` in place (no copies: sinks read every
+/// buffer).
+fn parse_meta<T>(
+    buffer: &gst::BufferRef,
+    meta: &str,
+    parse: impl Fn(&gst::StructureRef) -> Result<T, EventError>,
+) -> Result<Vec<T>, EventError> {
+    let Ok(m) = gst::meta::CustomMeta::from_buffer(buffer, meta) else {
+        return Ok(Vec::new());
+    };
+    let Ok(events) = m.structure().get::<gst::ArrayRef>("events") else {
+        return Ok(Vec::new());
+    };
+    events
+        .as_slice()
+        .iter()
+        .filter_map(|v| v.get::<&gst::StructureRef>().ok())
+        .map(parse)
+        .collect()
+}
+
 /// The events on `buffer` (empty when it carries none); a malformed one is an error.
 pub fn read(buffer: &gst::BufferRef) -> Result<Vec<(PlateEvent, Option<gst::Buffer>)>, EventError> {
-    read_structures(buffer)
-        .iter()
-        .map(|s| PlateEvent::from_structure(s))
-        .collect()
+    parse_meta(buffer, EVENTS_META, PlateEvent::from_structure)
 }
 
 /// One finished vehicle track: the second event stream (topic `alpr.events.vehicles` in
@@ -431,10 +450,11 @@ pub fn attach_vehicles(
 
 /// The vehicle-track events on `buffer` (empty when it carries none).
 pub fn read_vehicles(buffer: &gst::BufferRef) -> Result<Vec<VehicleTrackEvent>, EventError> {
-    read_meta_structures(buffer, VEHICLE_EVENTS_META)
-        .iter()
-        .map(|s| VehicleTrackEvent::from_structure(s))
-        .collect()
+    parse_meta(
+        buffer,
+        VEHICLE_EVENTS_META,
+        VehicleTrackEvent::from_structure,
+    )
 }
 
 /// A new time-ordered unique id (UUIDv7).

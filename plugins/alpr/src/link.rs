@@ -225,6 +225,8 @@ impl Link {
 struct Flags {
     stop: bool,
     work: bool,
+    /// The worker waits in `sleep`: only then is a wake-up (a system call) needed.
+    sleeping: bool,
 }
 
 /// How a sink's streaming thread and its worker thread wake each other: "work queued",
@@ -242,10 +244,14 @@ impl Signal {
         self.flags.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// New work queued.
+    /// New work queued. Cheap when the worker is busy (it finds the flag on its next round):
+    /// a sink calls this for every buffer.
     pub fn wake(&self) {
-        self.flags().work = true;
-        self.wake.notify_all();
+        let mut f = self.flags();
+        f.work = true;
+        if f.sleeping {
+            self.wake.notify_all();
+        }
     }
 
     pub fn request_stop(&self) {
@@ -262,11 +268,13 @@ impl Signal {
     pub fn sleep(&self, timeout: Duration) {
         let mut f = self.flags();
         if !f.work && !f.stop {
+            f.sleeping = true;
             f = self
                 .wake
                 .wait_timeout(f, timeout)
                 .map(|(g, _)| g)
                 .unwrap_or_else(|e| e.into_inner().0);
+            f.sleeping = false;
         }
         f.work = false;
     }

@@ -35,6 +35,7 @@ pub const SERIES: &[&str] = &[
     "alpr_sink_failed_total",
     "alpr_sink_dropped_total",
     "alpr_sink_delivery_latency_seconds",
+    "alpr_plate_to_delivery_seconds",
 ];
 
 pub struct Metrics {
@@ -63,6 +64,9 @@ pub struct Metrics {
     pub sink_dropped: IntCounterVec,
     /// Time from acceptance by the sink to acknowledgement by the service.
     pub sink_latency: HistogramVec,
+    /// Time from the first read of a plate (the event's `first_seen`) to the acknowledgement of
+    /// its event by the service, by sink: what a consumer of the events waits.
+    pub plate_to_delivery: HistogramVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -97,6 +101,12 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     ];
     let latency = vec![
         0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+    ];
+    // From a plate's first read: the track's own duration (seconds) plus delivery; the goal is
+    // p95 < 1.5 s, and outages add minutes to hours.
+    let plate_latency = vec![
+        0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0,
+        900.0, 3600.0,
     ];
     Metrics {
         frames: counter(&r, "alpr_frames_total", "Frames processed", &["element"]),
@@ -173,6 +183,14 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "Time from acceptance by the sink to acknowledgement by the service",
             &["sink"],
             latency,
+        ),
+        plate_to_delivery: histogram(
+            &r,
+            "alpr_plate_to_delivery_seconds",
+            "Time from the first read of a plate to the acknowledgement of its event by the \
+             service",
+            &["sink"],
+            plate_latency,
         ),
         registry: r,
     }
@@ -355,6 +373,7 @@ mod tests {
         m.sink_failed.with_label_values(&["s"]).inc();
         m.sink_dropped.with_label_values(&["s"]).inc();
         m.sink_latency.with_label_values(&["s"]).observe(0.2);
+        m.plate_to_delivery.with_label_values(&["s"]).observe(1.2);
         let text = render();
         for s in SERIES {
             assert!(text.contains(&format!("# TYPE {s} ")), "{s} missing");

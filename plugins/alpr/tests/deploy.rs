@@ -871,6 +871,8 @@ fn grafana_provisioning_and_dashboard() {
         "alpr_sink_failed_total",
         "alpr_sink_dropped_total",
         "alpr_sink_delivery_latency_seconds_bucket",
+        "alpr_plate_to_delivery_seconds_bucket",
+        "alpr_sink_queue_oldest_age_seconds",
         "alpr_sink_connection_attempts_total",
     ] {
         assert!(text.contains(m), "the dashboard has no panel on {m}");

@@ -119,6 +119,25 @@ impl Sink {
 
 use gst::glib;
 
+/// The delivery series of one sink (label = element name).
+struct DeliverySeries {
+    latency: prometheus::Histogram,
+    plate_to_delivery: prometheus::Histogram,
+    oldest_age: prometheus::IntGauge,
+}
+
+impl DeliverySeries {
+    fn of(el: &gst::Element) -> DeliverySeries {
+        let name = el.name();
+        let m = gstalpr::metrics::get();
+        DeliverySeries {
+            latency: m.sink_latency.with_label_values(&[name.as_str()]),
+            plate_to_delivery: m.plate_to_delivery.with_label_values(&[name.as_str()]),
+            oldest_age: m.sink_queue_oldest_age.with_label_values(&[name.as_str()]),
+        }
+    }
+}
+
 fn cameras_plates(n: u64) -> Vec<PlateEvent> {
     (0..n)
         .map(|i| plate_event(["gate-a", "gate-b", "gate-c"][(i % 3) as usize], i))
@@ -232,12 +251,16 @@ fn mock_cluster_delivers_both_topics_and_survives_an_outage() {
     s.el.connect_notify(Some("status"), move |_, _| {
         n2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     });
+    let series = DeliverySeries::of(&s.el);
     let first = cameras_plates(20);
     let vehicles: Vec<_> = (0..4).map(|i| vehicle_event("gate-a", i)).collect();
     s.push_plates(&first);
     s.push(buffer_with(&[], &vehicles));
     s.wait_delivered(24, Duration::from_secs(20));
     assert_eq!(s.status(), "connected");
+    // One latency sample per delivered event; plate-to-delivery for the plate events only.
+    assert_eq!(series.latency.get_sample_count(), 24);
+    assert_eq!(series.plate_to_delivery.get_sample_count(), 20);
 
     mc.broker_down(-1).unwrap();
     let second: Vec<_> = (20..40).map(|i| plate_event("gate-b", i)).collect();
@@ -248,6 +271,9 @@ fn mock_cluster_delivers_both_topics_and_survives_an_outage() {
     assert!(s.queued() > 0);
     mc.broker_up(-1).unwrap();
     s.wait_delivered(44, Duration::from_secs(20));
+    assert_eq!(series.latency.get_sample_count(), 44);
+    assert_eq!(series.plate_to_delivery.get_sample_count(), 40);
+    assert_eq!(s.delivered(), 44);
 
     let t = s.transitions();
     assert!(
@@ -489,13 +515,25 @@ fn scenario1_start_before_kafka() {
             ("retry-interval", &2u32),
         ],
     );
-    let sent = cameras_plates(30);
+    let series = DeliverySeries::of(&s.el);
+    // Plates first read 3 s ago.
+    let mut sent = cameras_plates(30);
+    let first_read = gstalpr::event::now_ms() - 3000;
+    for e in &mut sent {
+        e.first_seen_ms = first_read;
+    }
     let vehicles: Vec<_> = (0..3).map(|i| vehicle_event("gate-c", i)).collect();
+    let pushed = Instant::now();
     s.push_plates(&sent[..15]);
     s.push(buffer_with(&sent[15..], &vehicles));
     wait_for(Duration::from_secs(20), "a failed attempt", || {
         (s.stats().get::<u64>("failures").unwrap() >= 1).then_some(())
     });
+    // The queue-age gauge grows during the outage.
+    wait_for(Duration::from_secs(10), "queue age >= 2 s", || {
+        (series.oldest_age.get() >= 2).then_some(())
+    });
+    assert_eq!(series.latency.get_sample_count(), 0);
     assert_eq!(s.queued(), 33);
     assert_eq!(s.delivered(), 0);
     assert!(
@@ -510,12 +548,44 @@ fn scenario1_start_before_kafka() {
     tansu.create_topic(PLATES);
     tansu.create_topic(VEHICLES);
     let up = Instant::now();
+    let outage = pushed.elapsed().as_secs_f64();
     s.wait_delivered(33, Duration::from_secs(30));
     let took = up.elapsed();
     eprintln!("scenario 1: backlog of 33 delivered {took:?} after the services came up");
     // One retry interval (2 s) until the next attempt, plus the attempt itself.
     assert!(took < Duration::from_secs(2 + 5), "took {took:?}");
     assert_eq!(s.status(), "connected");
+
+    // One sample per delivered event, each at least as long as the outage it waited through
+    // (plus the 3 s between the first read and the push for plate-to-delivery); the gauge is
+    // back to 0 once nothing waits.
+    let (lat, p2d) = (&series.latency, &series.plate_to_delivery);
+    assert_eq!(lat.get_sample_count(), 33);
+    assert_eq!(p2d.get_sample_count(), 30);
+    let bound = outage + took.as_secs_f64() + 1.0;
+    assert!(
+        lat.get_sample_sum() >= 33.0 * outage * 0.9 && lat.get_sample_sum() <= 33.0 * bound,
+        "latency sum {} for an outage of {outage:.1} s",
+        lat.get_sample_sum()
+    );
+    assert!(
+        p2d.get_sample_sum() >= 30.0 * (3.0 + outage) * 0.9
+            && p2d.get_sample_sum() <= 30.0 * (3.0 + bound),
+        "plate-to-delivery sum {} for an outage of {outage:.1} s",
+        p2d.get_sample_sum()
+    );
+    wait_for(Duration::from_secs(5), "queue age back to 0", || {
+        (series.oldest_age.get() == 0).then_some(())
+    });
+    let text = gstalpr::metrics::render();
+    let name = s.el.name();
+    for line in [
+        format!("alpr_sink_delivery_latency_seconds_count{{sink=\"{name}\"}} 33"),
+        format!("alpr_plate_to_delivery_seconds_count{{sink=\"{name}\"}} 30"),
+        format!("alpr_sink_queue_oldest_age_seconds{{sink=\"{name}\"}} 0"),
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+    }
 
     let got = consume(
         &tansu.brokers(),

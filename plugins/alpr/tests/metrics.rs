@@ -85,6 +85,11 @@ fn endpoint_serves_valid_alpr_series_that_prometheus_scrapes() {
         value(&text, "alpr_sink_queue_depth{sink=\"k\"}") >= 1.0,
         "{text}"
     );
+    // A local-mode kafkasink keeps its queue-age gauge too.
+    assert!(
+        text.contains("alpr_sink_queue_oldest_age_seconds{sink=\"k\"}"),
+        "{text}"
+    );
     assert!(http_get(addr, "/other").starts_with("HTTP/1.1 404"));
 
     // The exposition format is valid for Prometheus' own linter.

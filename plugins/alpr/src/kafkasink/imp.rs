@@ -221,6 +221,7 @@ impl KafkaSink {
                 .map_err(|err| format!("plate event {}: Avro encoding: {err}", e.event_id))?;
             v.push(NewRecord {
                 stream: Stream::Plates,
+                first_seen_ms: Some(e.first_seen_ms),
                 key: e.camera_id,
                 event_id: e.event_id,
                 body,
@@ -231,6 +232,7 @@ impl KafkaSink {
                 .map_err(|err| format!("vehicle event {}: Avro encoding: {err}", e.event_id))?;
             v.push(NewRecord {
                 stream: Stream::Vehicles,
+                first_seen_ms: None,
                 key: e.camera_id,
                 event_id: e.event_id,
                 body,
@@ -599,6 +601,7 @@ impl BaseSinkImpl for KafkaSink {
         let worker = match (&settings.brokers, &settings.schema_registry) {
             (Some(brokers), Some(registry)) => {
                 let cfg = worker::Config {
+                    sink: self.obj().name().to_string(),
                     brokers: brokers.clone(),
                     registry: registry.clone(),
                     topics: HashMap::from([
@@ -642,7 +645,19 @@ impl BaseSinkImpl for KafkaSink {
                     "no brokers set: local mode, events are kept in the outbox {}",
                     outbox_path.display()
                 );
-                None
+                let series = worker::Series::new(self.obj().name().as_str());
+                let sh = shared.clone();
+                Some(
+                    std::thread::Builder::new()
+                        .name("kafkasink".into())
+                        .spawn(move || worker::run_local(sh, series))
+                        .map_err(|e| {
+                            gst::error_msg!(
+                                gst::CoreError::Failed,
+                                ["cannot start the kafkasink metrics thread: {e}"]
+                            )
+                        })?,
+                )
             }
         };
         self.overflowing.store(false, Ordering::SeqCst);

@@ -5,8 +5,15 @@
 //! Why SQLite (rusqlite, bundled): a commit in WAL mode is atomic and survives a killed process
 //! (the WAL is in the OS page cache the moment `COMMIT` returns; with `fsync` on it also survives
 //! power loss), recovery after a crash is automatic on open, the file is one portable database a
-//! user can inspect with `sqlite3`, and an `INTEGER PRIMARY KEY` gives the replay order for free.
+//! user can inspect with `sqlite3` (once the sink stopped: it holds an exclusive lock while it
+//! runs), and an `INTEGER PRIMARY KEY` gives the replay order for free.
 //! redb would do too, but SQLite's crash recovery has decades of field use behind it.
+//!
+//! The database is opened with [`crate::store::open_owned_queue`]: one connection owns it (a
+//! second kafkasink on the same `outbox-location` fails at start), commits are small appends to
+//! the WAL and checkpoints are rare. Rows get their `seq` from an in-memory counter rather than
+//! `AUTOINCREMENT` (which writes a second page, `sqlite_sequence`, on every commit): `seq` only
+//! orders rows and only has to grow while the outbox is open.
 //!
 //! The same database caches the schema ids the registry gave, so a registry outage does not stop
 //! delivery.
@@ -35,6 +42,11 @@ pub enum OutboxError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "outbox database {path} is in use by another kafkasink (in this or another process): \
+         each kafkasink needs its own outbox-location"
+    )]
+    InUse { path: PathBuf },
     #[error("outbox database {path}: {source}")]
     Db {
         path: PathBuf,
@@ -50,6 +62,9 @@ pub struct NewRecord {
     pub event_id: String,
     pub key: String,
     pub body: Vec<u8>,
+    /// Wall-clock ms of the first read of the plate (plate events), for the plate-to-delivery
+    /// latency.
+    pub first_seen_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -59,6 +74,9 @@ pub struct Record {
     pub event_id: String,
     pub key: String,
     pub body: Vec<u8>,
+    /// When the outbox accepted the event, wall-clock ms.
+    pub created_ms: i64,
+    pub first_seen_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -74,9 +92,20 @@ pub struct Outbox {
     max_events: u64,
     overflow: Overflow,
     len: u64,
+    /// The `seq` of the next row.
+    next_seq: i64,
+    /// `created_ms` of the oldest row, `None` when empty.
+    oldest_ms: Option<i64>,
 }
 
 pub const FILE_NAME: &str = "outbox.sqlite";
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
 
 impl Outbox {
     pub fn open(
@@ -94,15 +123,23 @@ impl Outbox {
             path: path.clone(),
             source,
         };
-        let conn = crate::store::open_wal(&path, fsync).map_err(db)?;
+        let conn = crate::store::open_owned_queue(&path, fsync).map_err(|source| {
+            if is_busy(&source) {
+                OutboxError::InUse { path: path.clone() }
+            } else {
+                db(source)
+            }
+        })?;
+        // The first statement takes the exclusive lock (or finds it taken).
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS outbox (
-                 seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                 seq INTEGER PRIMARY KEY,
                  stream INTEGER NOT NULL,
                  event_id TEXT NOT NULL,
                  key TEXT NOT NULL,
                  body BLOB NOT NULL,
-                 created_ms INTEGER NOT NULL);
+                 created_ms INTEGER NOT NULL,
+                 first_seen_ms INTEGER);
              CREATE TABLE IF NOT EXISTS schema_ids (
                  registry TEXT NOT NULL,
                  subject TEXT NOT NULL,
@@ -110,24 +147,92 @@ impl Outbox {
                  id INTEGER NOT NULL,
                  PRIMARY KEY (registry, subject, schema));",
         )
-        .map_err(db)?;
-        let len: i64 = conn
-            .query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))
+        .map_err(|source| {
+            if is_busy(&source) {
+                OutboxError::InUse { path: path.clone() }
+            } else {
+                db(source)
+            }
+        })?;
+        // Outboxes of earlier versions: no first_seen_ms column (and seq AUTOINCREMENT, which
+        // keeps working with explicit seqs).
+        let has_first_seen: bool = conn
+            .query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('outbox') WHERE name = 'first_seen_ms'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(db)?
+            > 0;
+        if !has_first_seen {
+            conn.execute_batch("ALTER TABLE outbox ADD COLUMN first_seen_ms INTEGER")
+                .map_err(db)?;
+        }
+        let (len, max_seq): (i64, i64) = conn
+            .query_row(
+                "SELECT COUNT(*), COALESCE(MAX(seq), 0) FROM outbox",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .map_err(db)?;
-        Ok(Outbox {
+        let mut o = Outbox {
             conn,
             path,
             max_events: max_events.max(1),
             overflow,
             len: len as u64,
-        })
+            next_seq: max_seq + 1,
+            oldest_ms: None,
+        };
+        o.oldest_ms = o.query_oldest_ms()?;
+        Ok(o)
     }
 
     fn err(&self, source: rusqlite::Error) -> OutboxError {
+        if is_busy(&source) {
+            return OutboxError::InUse {
+                path: self.path.clone(),
+            };
+        }
         OutboxError::Db {
             path: self.path.clone(),
             source,
         }
+    }
+
+    fn query_oldest_ms(&self) -> Result<Option<i64>, OutboxError> {
+        self.conn
+            .prepare_cached("SELECT created_ms FROM outbox ORDER BY seq LIMIT 1")
+            .and_then(|mut st| st.query_row([], |r| r.get::<_, i64>(0)).optional())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Runs `f` in one transaction (cached BEGIN/COMMIT statements: this runs once per buffer);
+    /// rolled back if `f` or the commit fails.
+    fn transaction<T>(
+        &mut self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, OutboxError> {
+        let run = |conn: &Connection| -> rusqlite::Result<T> {
+            conn.prepare_cached("BEGIN")?.execute([])?;
+            let v = f(conn)?;
+            conn.prepare_cached("COMMIT")?.execute([])?;
+            Ok(v)
+        };
+        match run(&self.conn) {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                if !self.conn.is_autocommit() {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                }
+                Err(self.err(e))
+            }
+        }
+    }
+
+    /// When the oldest waiting event was accepted (wall-clock ms), `None` when empty.
+    pub fn oldest_created_ms(&self) -> Option<i64> {
+        self.oldest_ms
     }
 
     pub fn path(&self) -> &Path {
@@ -157,51 +262,49 @@ impl Outbox {
             Overflow::DropOldest => (n.min(self.max_events), n.saturating_sub(self.max_events)),
         };
         let now = crate::event::now_ms();
-        let tx = self.conn.transaction().map_err(|e| OutboxError::Db {
-            path: self.path.clone(),
-            source: e,
+        // With drop-oldest and more new events than fit, the newest `max_events` win.
+        let slice = match self.overflow {
+            Overflow::DropOldest => &records[(n - take) as usize..],
+            Overflow::DropNewest => &records[..take as usize],
+        };
+        let first_seq = self.next_seq;
+        let excess = match self.overflow {
+            Overflow::DropOldest => (self.len + take).saturating_sub(self.max_events),
+            Overflow::DropNewest => 0,
+        };
+        let dropped_old = self.transaction(|conn| {
+            let mut ins = conn.prepare_cached(
+                "INSERT INTO outbox (seq, stream, event_id, key, body, created_ms, first_seen_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for (i, r) in slice.iter().enumerate() {
+                ins.execute(params![
+                    first_seq + i as i64,
+                    r.stream as i64,
+                    r.event_id,
+                    r.key,
+                    r.body,
+                    now,
+                    r.first_seen_ms
+                ])?;
+            }
+            if excess == 0 {
+                return Ok(0);
+            }
+            conn.prepare_cached(
+                "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT ?1)",
+            )?
+            .execute(params![excess as i64])
+            .map(|d| d as u64)
         })?;
-        let mut dropped_old = 0u64;
-        {
-            let mut ins = tx
-                .prepare_cached(
-                    "INSERT INTO outbox (stream, event_id, key, body, created_ms) \
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .map_err(|e| OutboxError::Db {
-                    path: self.path.clone(),
-                    source: e,
-                })?;
-            // With drop-oldest and more new events than fit, the newest `max_events` win.
-            let skip = (n - take) as usize;
-            let slice = match self.overflow {
-                Overflow::DropOldest => &records[skip..],
-                Overflow::DropNewest => &records[..take as usize],
-            };
-            for r in slice {
-                ins.execute(params![r.stream as i64, r.event_id, r.key, r.body, now])
-                    .map_err(|e| OutboxError::Db {
-                        path: self.path.clone(),
-                        source: e,
-                    })?;
-            }
-            let total = self.len + take;
-            if self.overflow == Overflow::DropOldest && total > self.max_events {
-                let excess = total - self.max_events;
-                dropped_old = tx
-                    .execute(
-                        "DELETE FROM outbox WHERE seq IN \
-                         (SELECT seq FROM outbox ORDER BY seq LIMIT ?1)",
-                        params![excess as i64],
-                    )
-                    .map_err(|e| OutboxError::Db {
-                        path: self.path.clone(),
-                        source: e,
-                    })? as u64;
-            }
-        }
-        tx.commit().map_err(|e| self.err(e))?;
+        self.next_seq = first_seq + take as i64;
+        let was_empty = self.len == 0;
         self.len = self.len + take - dropped_old;
+        if dropped_old > 0 {
+            self.oldest_ms = self.query_oldest_ms()?;
+        } else if was_empty && take > 0 {
+            self.oldest_ms = Some(now);
+        }
         Ok(PushOutcome {
             stored: take,
             dropped: drop_new + dropped_old,
@@ -213,64 +316,59 @@ impl Outbox {
         let mut st = self
             .conn
             .prepare_cached(
-                "SELECT seq, stream, event_id, key, body FROM outbox WHERE seq > ?1 \
-                 ORDER BY seq LIMIT ?2",
+                "SELECT seq, stream, event_id, key, body, created_ms, first_seen_ms FROM outbox \
+                 WHERE seq > ?1 ORDER BY seq LIMIT ?2",
             )
             .map_err(|e| self.err(e))?;
         let rows = st
             .query_map(params![after_seq, limit as i64], |r| {
                 Ok((
-                    r.get::<_, i64>(0)?,
                     r.get::<_, i64>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, Vec<u8>>(4)?,
+                    Record {
+                        seq: r.get(0)?,
+                        stream: Stream::Plates,
+                        event_id: r.get(2)?,
+                        key: r.get(3)?,
+                        body: r.get(4)?,
+                        created_ms: r.get(5)?,
+                        first_seen_ms: r.get(6)?,
+                    },
                 ))
             })
             .map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         for row in rows {
-            let (seq, stream, event_id, key, body) = row.map_err(|e| self.err(e))?;
+            let (stream, mut rec) = row.map_err(|e| self.err(e))?;
             // A row of a stream this version does not know (written by a newer one) stays.
             if let Some(stream) = Stream::from_i64(stream) {
-                out.push(Record {
-                    seq,
-                    stream,
-                    event_id,
-                    key,
-                    body,
-                });
+                rec.stream = stream;
+                out.push(rec);
             }
         }
         Ok(out)
     }
 
-    /// Deletes acknowledged events; returns how many were still there.
-    pub fn remove(&mut self, seqs: &[i64]) -> Result<u64, OutboxError> {
+    /// Deletes acknowledged events, all in one transaction; `removed[i]` says whether `seqs[i]`
+    /// was still there (not dropped by the overflow policy, not a repeated acknowledgement).
+    pub fn remove(&mut self, seqs: &[i64]) -> Result<Vec<bool>, OutboxError> {
         if seqs.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
-        let tx = self.conn.transaction().map_err(|e| OutboxError::Db {
-            path: self.path.clone(),
-            source: e,
+        let removed = self.transaction(|conn| {
+            let mut del = conn.prepare_cached("DELETE FROM outbox WHERE seq = ?1")?;
+            seqs.iter()
+                .map(|s| del.execute(params![s]).map(|n| n > 0))
+                .collect::<rusqlite::Result<Vec<bool>>>()
         })?;
-        let mut removed = 0u64;
-        {
-            let mut del = tx
-                .prepare_cached("DELETE FROM outbox WHERE seq = ?1")
-                .map_err(|e| OutboxError::Db {
-                    path: self.path.clone(),
-                    source: e,
-                })?;
-            for s in seqs {
-                removed += del.execute(params![s]).map_err(|e| OutboxError::Db {
-                    path: self.path.clone(),
-                    source: e,
-                })? as u64;
-            }
+        let n = removed.iter().filter(|r| **r).count() as u64;
+        self.len = self.len.saturating_sub(n);
+        if n > 0 {
+            self.oldest_ms = if self.len == 0 {
+                None
+            } else {
+                self.query_oldest_ms()?
+            };
         }
-        tx.commit().map_err(|e| self.err(e))?;
-        self.len = self.len.saturating_sub(removed);
         Ok(removed)
     }
 
@@ -341,6 +439,7 @@ mod tests {
             event_id: format!("e{i}"),
             key: "cam".into(),
             body: vec![i as u8],
+            first_seen_ms: Some(1000 + i as i64),
         }
     }
 
@@ -357,7 +456,11 @@ mod tests {
         let b = o.batch_after(0, 4).unwrap();
         let ids: Vec<_> = b.iter().map(|r| r.event_id.as_str()).collect();
         assert_eq!(ids, ["e0", "e1", "e2", "e3"]);
-        assert_eq!(o.remove(&[b[0].seq, b[1].seq, b[1].seq]).unwrap(), 2);
+        assert_eq!(
+            o.remove(&[b[0].seq, b[1].seq, b[1].seq]).unwrap(),
+            [true, true, false]
+        );
+        assert_eq!(b[3].first_seen_ms, Some(1003));
         assert_eq!(o.len(), 8);
         let rest = o.batch_after(b[3].seq, 100).unwrap();
         assert_eq!(rest.len(), 6);
@@ -366,6 +469,73 @@ mod tests {
             o.pending_streams().unwrap(),
             vec![Stream::Plates, Stream::Vehicles]
         );
+    }
+
+    #[test]
+    fn seqs_keep_growing_after_the_outbox_emptied_and_oldest_is_tracked() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = Outbox::open(dir.path(), 100, Overflow::DropOldest, false).unwrap();
+        assert_eq!(o.oldest_created_ms(), None);
+        let before = crate::event::now_ms();
+        o.push(&(0..3).map(rec).collect::<Vec<_>>()).unwrap();
+        let oldest = o.oldest_created_ms().unwrap();
+        assert!(oldest >= before && oldest <= crate::event::now_ms());
+        let b = o.batch_after(0, 10).unwrap();
+        let cursor = b[2].seq;
+        o.remove(&b.iter().map(|r| r.seq).collect::<Vec<_>>())
+            .unwrap();
+        assert_eq!((o.len(), o.oldest_created_ms()), (0, None));
+        // A sender's cursor stays valid: new rows come after it.
+        o.push(&[rec(7)]).unwrap();
+        let after = o.batch_after(cursor, 10).unwrap();
+        assert_eq!(after.len(), 1);
+        assert_eq!(after[0].event_id, "e7");
+        assert!(o.oldest_created_ms().is_some());
+    }
+
+    #[test]
+    fn an_outbox_has_one_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = Outbox::open(dir.path(), 100, Overflow::DropOldest, false).unwrap();
+        let e = Outbox::open(dir.path(), 100, Overflow::DropOldest, false)
+            .err()
+            .expect("a second owner is refused")
+            .to_string();
+        assert!(
+            e.contains("in use by another kafkasink") && e.contains("outbox-location"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn outboxes_of_earlier_versions_are_read_and_extended() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // The layout of earlier versions: AUTOINCREMENT, no first_seen_ms.
+            let c = rusqlite::Connection::open(dir.path().join(FILE_NAME)).unwrap();
+            c.execute_batch(
+                "PRAGMA journal_mode=WAL;
+                 CREATE TABLE outbox (
+                     seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                     stream INTEGER NOT NULL,
+                     event_id TEXT NOT NULL,
+                     key TEXT NOT NULL,
+                     body BLOB NOT NULL,
+                     created_ms INTEGER NOT NULL);
+                 INSERT INTO outbox (stream, event_id, key, body, created_ms)
+                     VALUES (0, 'old1', 'cam', x'01', 5), (1, 'old2', 'cam', x'02', 6);",
+            )
+            .unwrap();
+        }
+        let mut o = Outbox::open(dir.path(), 100, Overflow::DropOldest, false).unwrap();
+        assert_eq!((o.len(), o.oldest_created_ms()), (2, Some(5)));
+        o.push(&[rec(3)]).unwrap();
+        let rows = o.batch_after(0, 10).unwrap();
+        let ids: Vec<_> = rows.iter().map(|r| r.event_id.as_str()).collect();
+        assert_eq!(ids, ["old1", "old2", "e3"]);
+        assert_eq!(rows[0].first_seen_ms, None);
+        assert_eq!(rows[2].first_seen_ms, Some(1003));
+        assert!(rows[2].seq > rows[1].seq);
     }
 
     #[test]

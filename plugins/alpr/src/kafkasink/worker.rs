@@ -36,12 +36,16 @@ const REGISTRY_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_IN_FLIGHT: usize = 20_000;
 /// Outbox rows read per batch.
 const BATCH: usize = 1000;
+/// The queue-age gauge is refreshed at least this often, connected or not.
+const AGE_EVERY: Duration = Duration::from_secs(1);
 /// Settings the element enforces: delivery guarantees are not negotiable.
 pub const ENFORCED: [(&str, &str); 2] = [("enable.idempotence", "true"), ("acks", "all")];
 
 /// What the worker needs, snapshot of the element's settings at `start`.
 #[derive(Clone)]
 pub struct Config {
+    /// The element's name: the `sink` label of its metrics.
+    pub sink: String,
     pub brokers: String,
     /// The registry URL, credentials included (never logged: see `RegistryClient::redacted`).
     pub registry: String,
@@ -72,14 +76,18 @@ pub struct Shared {
     pub outbox: Mutex<Outbox>,
     pub link: Mutex<Link>,
     signal: Signal,
+    /// A worker sends what the outbox holds (not local mode): new work wakes it.
+    sender: bool,
 }
 
 impl Shared {
     pub fn new(outbox: Outbox, link: Link) -> Arc<Shared> {
+        let sender = link.status() != LinkStatus::Local;
         Arc::new(Shared {
             outbox: Mutex::new(outbox),
             link: Mutex::new(link),
             signal: Signal::default(),
+            sender,
         })
     }
 
@@ -93,7 +101,9 @@ impl Shared {
 
     /// New work in the outbox.
     pub fn wake(&self) {
-        self.signal.wake();
+        if self.sender {
+            self.signal.wake();
+        }
     }
 
     pub fn request_stop(&self) {
@@ -119,9 +129,70 @@ impl Shared {
     }
 }
 
+/// What a message in flight carries to its delivery report: its row, and the times its latency
+/// series are measured from.
+pub struct InFlight {
+    seq: i64,
+    created_ms: i64,
+    first_seen_ms: Option<i64>,
+}
+
+type Report = (Box<InFlight>, Result<(), String>);
+
+/// The sink's delivery series, resolved once (no label lookups per event).
+pub struct Series {
+    latency: prometheus::Histogram,
+    plate_to_delivery: prometheus::Histogram,
+    oldest_age: prometheus::IntGauge,
+    last_age: Option<Instant>,
+}
+
+impl Series {
+    pub fn new(sink: &str) -> Series {
+        let m = crate::metrics::get();
+        Series {
+            latency: m.sink_latency.with_label_values(&[sink]),
+            plate_to_delivery: m.plate_to_delivery.with_label_values(&[sink]),
+            oldest_age: m.sink_queue_oldest_age.with_label_values(&[sink]),
+            last_age: None,
+        }
+    }
+
+    /// An acknowledged event, `now_ms` being the time of its delivery report.
+    fn delivered(&self, f: &InFlight, now_ms: i64) {
+        self.latency
+            .observe((now_ms - f.created_ms).max(0) as f64 / 1000.0);
+        if let Some(first) = f.first_seen_ms {
+            self.plate_to_delivery
+                .observe((now_ms - first).max(0) as f64 / 1000.0);
+        }
+    }
+
+    /// Sets `alpr_sink_queue_oldest_age_seconds` (0 when nothing waits); at most once per
+    /// [`AGE_EVERY`] unless `now`.
+    pub fn publish_age(&mut self, shared: &Shared, now: bool) {
+        if !now && self.last_age.is_some_and(|t| t.elapsed() < AGE_EVERY) {
+            return;
+        }
+        self.last_age = Some(Instant::now());
+        let oldest = shared.outbox().oldest_created_ms();
+        let age = oldest.map_or(0, |ms| (crate::event::now_ms() - ms).max(0) / 1000);
+        self.oldest_age.set(age);
+    }
+}
+
+/// The thread of a sink in local mode (no brokers): keeps the queue-age gauge current.
+pub fn run_local(shared: Arc<Shared>, mut series: Series) {
+    while !shared.stopping() {
+        series.publish_age(&shared, false);
+        shared.sleep(AGE_EVERY);
+    }
+    series.publish_age(&shared, true);
+}
+
 /// Delivery reports and global errors, collected during `poll` (same thread).
 struct Ctx {
-    reports: Mutex<Vec<(i64, Result<(), String>)>>,
+    reports: Mutex<Vec<Report>>,
     fatal: Mutex<Option<String>>,
     observer: Observer,
 }
@@ -164,9 +235,9 @@ impl ClientContext for Ctx {
 }
 
 impl ProducerContext for Ctx {
-    type DeliveryOpaque = usize;
+    type DeliveryOpaque = Box<InFlight>;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, seq: usize) {
+    fn delivery(&self, result: &DeliveryResult<'_>, msg: Box<InFlight>) {
         let r = match result {
             Ok(_) => Ok(()),
             Err((e, m)) => {
@@ -177,7 +248,7 @@ impl ProducerContext for Ctx {
         self.reports
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push((seq as i64, r));
+            .push((msg, r));
     }
 }
 
@@ -198,6 +269,7 @@ pub struct Worker {
     registry: RegistryClient,
     session: Option<Session>,
     last_stats_notice: Instant,
+    series: Series,
 }
 
 /// Things worth a failed attempt, with the reason the user reads.
@@ -210,12 +282,13 @@ impl Worker {
         let registry = RegistryClient::new(&cfg.registry, REGISTRY_TIMEOUT)
             .map_err(|e| format!("schema-registry: {e}"))?;
         Ok(Worker {
-            cfg,
             shared,
             observer,
             registry,
             session: None,
             last_stats_notice: Instant::now(),
+            series: Series::new(&cfg.sink),
+            cfg,
         })
     }
 
@@ -238,6 +311,7 @@ impl Worker {
 
     pub fn run(mut self) {
         while !self.shared.stopping() {
+            self.series.publish_age(&self.shared, false);
             let status = self.shared.link().status();
             match status {
                 LinkStatus::Local => self.shared.sleep(Duration::from_secs(1)),
@@ -246,7 +320,8 @@ impl Worker {
                     let next = self.shared.link().next_attempt_in(Instant::now(), pending);
                     match next {
                         Some(d) if d.is_zero() => self.attempt(),
-                        Some(d) => self.shared.sleep(d),
+                        // In steps of AGE_EVERY, so the queue-age gauge keeps growing.
+                        Some(d) => self.shared.sleep(d.min(AGE_EVERY)),
                         None => self.shared.sleep(Duration::from_secs(1)),
                     }
                 }
@@ -254,6 +329,7 @@ impl Worker {
             }
         }
         self.shutdown();
+        self.series.publish_age(&self.shared, true);
     }
 
     fn attempt(&mut self) {
@@ -394,58 +470,78 @@ impl Worker {
         ))
     }
 
-    /// One round while connected: reports, errors, then more sends.
-    fn pump(&mut self) {
+    /// Takes the delivery reports and the fatal error collected by the last `poll`.
+    fn take_reports(&mut self, poll: Duration) -> (Vec<Report>, Option<String>) {
         let Some(session) = self.session.as_mut() else {
-            self.fail("no producer".into());
-            return;
+            return (Vec::new(), None);
         };
-        let busy = session.in_flight > 0;
-        session.producer.poll(if busy {
-            Duration::from_millis(10)
-        } else {
-            Duration::ZERO
-        });
-        let reports: Vec<_> = std::mem::take(
-            &mut *session
-                .producer
-                .context()
-                .reports
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        );
-        let fatal = session
-            .producer
-            .context()
-            .fatal
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        session.producer.poll(poll);
+        let ctx = session.producer.context();
+        let reports = std::mem::take(&mut *ctx.reports.lock().unwrap_or_else(|e| e.into_inner()));
+        let fatal = ctx.fatal.lock().unwrap_or_else(|e| e.into_inner()).take();
         session.in_flight = session.in_flight.saturating_sub(reports.len());
+        (reports, fatal)
+    }
+
+    /// Deletes the acknowledged rows (one transaction for all the reports of a poll) and
+    /// records them; returns the first failure a report or the outbox gave.
+    fn settle(&mut self, reports: Vec<Report>) -> Option<String> {
         let mut acked = Vec::with_capacity(reports.len());
         let mut failure = None;
-        for (seq, r) in reports {
+        for (msg, r) in reports {
             match r {
-                Ok(()) => acked.push(seq),
+                Ok(()) => acked.push(msg),
                 Err(e) => {
                     failure.get_or_insert(e);
                 }
             }
         }
-        if !acked.is_empty() {
-            let removed = self.shared.outbox().remove(&acked);
-            match removed {
-                Ok(n) => {
-                    let queued = self.shared.outbox().len();
+        if acked.is_empty() {
+            return failure;
+        }
+        let seqs: Vec<i64> = acked.iter().map(|m| m.seq).collect();
+        let removed = {
+            let mut outbox = self.shared.outbox();
+            outbox.remove(&seqs).map(|r| (r, outbox.len()))
+        };
+        match removed {
+            Ok((removed, queued)) => {
+                let now = crate::event::now_ms();
+                let mut n = 0;
+                // A row no longer there was dropped by the overflow policy or already counted.
+                for (msg, _) in acked.iter().zip(&removed).filter(|(_, r)| **r) {
+                    self.series.delivered(msg, now);
+                    n += 1;
+                }
+                {
                     let mut link = self.shared.link();
                     let st = link.stats_mut();
                     st.delivered += n;
                     st.queued = queued;
                 }
-                Err(e) => failure = Some(outbox_reason(e)),
+                if n > 0 {
+                    self.series.publish_age(&self.shared, true);
+                }
             }
-            self.stats_changed(false);
+            Err(e) => failure = Some(outbox_reason(e)),
         }
+        self.stats_changed(false);
+        failure
+    }
+
+    /// One round while connected: reports, errors, then more sends.
+    fn pump(&mut self) {
+        let busy = self.session.as_ref().is_some_and(|s| s.in_flight > 0);
+        if self.session.is_none() {
+            self.fail("no producer".into());
+            return;
+        }
+        let (reports, fatal) = self.take_reports(if busy {
+            Duration::from_millis(10)
+        } else {
+            Duration::ZERO
+        });
+        let failure = self.settle(reports);
         if let Some(reason) = failure.or(fatal) {
             self.fail(reason);
             return;
@@ -514,7 +610,12 @@ impl Worker {
                     key: "content-type",
                     value: Some(r.stream.content_type().as_bytes()),
                 });
-            let record = BaseRecord::with_opaque_to(self.cfg.topic(r.stream), r.seq as usize)
+            let msg = Box::new(InFlight {
+                seq: r.seq,
+                created_ms: r.created_ms,
+                first_seen_ms: r.first_seen_ms,
+            });
+            let record = BaseRecord::with_opaque_to(self.cfg.topic(r.stream), msg)
                 .key(r.key.as_bytes())
                 .payload(&payload)
                 .headers(headers);
@@ -559,28 +660,7 @@ impl Worker {
     }
 
     fn pump_reports_only(&mut self) {
-        let Some(session) = self.session.as_mut() else {
-            return;
-        };
-        session.producer.poll(Duration::from_millis(50));
-        let reports: Vec<_> = std::mem::take(
-            &mut *session
-                .producer
-                .context()
-                .reports
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        );
-        session.in_flight = session.in_flight.saturating_sub(reports.len());
-        let acked: Vec<i64> = reports
-            .into_iter()
-            .filter_map(|(s, r)| r.ok().map(|_| s))
-            .collect();
-        if let Ok(n) = self.shared.outbox().remove(&acked) {
-            let queued = self.shared.outbox().len();
-            let mut link = self.shared.link();
-            link.stats_mut().delivered += n;
-            link.stats_mut().queued = queued;
-        }
+        let (reports, _) = self.take_reports(Duration::from_millis(50));
+        let _ = self.settle(reports);
     }
 }

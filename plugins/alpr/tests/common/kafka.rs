@@ -107,6 +107,11 @@ impl Tansu {
         }
     }
 
+    /// The broker's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// SIGKILL: the outage of a crashed broker.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
