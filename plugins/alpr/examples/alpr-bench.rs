@@ -676,7 +676,7 @@ fn bound(o: &Opts) -> Res<Value> {
             };
             let index = frames;
             frames += 1;
-            if index % interval != 0 {
+            if !index.is_multiple_of(interval) {
                 chunk.push(FrameWork::default());
                 continue;
             }
