@@ -632,10 +632,13 @@ fn bound(o: &Opts) -> Res<Value> {
     let pshape = [1, 3, plate.spec.height, plate.spec.width];
     let mut engine = Engine::new(vehicle, plate, cfg);
     let mut reader = OcrEngine::load(&ocr_path, &ocr_config, o.threads)?;
-    // The bare sessions: same files, same options as the elements'.
-    let mut vs = runtime::open_session(&vehicle_path, o.threads)?;
-    let mut ps = runtime::open_session(&plate_path, o.threads)?;
-    let mut os = runtime::open_session(&ocr_path, o.threads)?;
+    // The bare sessions: same files, same options (threads, execution provider) as the
+    // elements'.
+    let dp: runtime::Provider = detect.property("execution-provider");
+    let op: runtime::Provider = ocr.property("execution-provider");
+    let mut vs = runtime::open_session_on(&vehicle_path, o.threads, dp)?.0;
+    let mut ps = runtime::open_session_on(&plate_path, o.threads, dp)?.0;
+    let mut os = runtime::open_session_on(&ocr_path, o.threads, op)?.0;
 
     let q = format!("\"{}\"", o.video.replace('\\', "\\\\").replace('"', "\\\""));
     let decode = gst::parse::launch(&format!(
