@@ -150,7 +150,9 @@ fn register(builder: &mut SessionBuilder, provider: Provider) -> Result<(), Stri
         Provider::TensorRt => {
             let mut trt = ort::ep::TensorRT::default().with_device_id(0);
             // Engines take minutes to build: keep them between runs.
-            if let Some(dir) = crate::models::cache_dir().map(|d| d.join("tensorrt")) {
+            if let Some(dir) = crate::models::cache_dir().map(|d| d.join("tensorrt"))
+                && std::fs::create_dir_all(&dir).is_ok()
+            {
                 use ort::ep::ArbitrarilyConfigurableExecutionProvider;
                 trt = trt
                     .with_arbitrary_config("trt_engine_cache_enable", "1")
