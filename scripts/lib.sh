@@ -197,6 +197,25 @@ wait_port() {
   die "$1 did not listen on 127.0.0.1:$2 within 15 s: see $4"
 }
 
+# The Python reference pipeline of scripts/bench (scripts/bench-reference): OpenCV, ONNX Runtime
+# (the same version as the elements load) and supervision's ByteTrack, in a venv created once.
+BENCH_PY_REQUIREMENTS="onnxruntime==$ORT_VERSION supervision==0.25.1 numpy pyyaml"
+ensure_bench_venv() {
+  local venv="$CACHE/py-bench/venv"
+  if [ ! -x "$venv/bin/python" ]; then
+    log "creating the Python venv of the bench reference in $venv"
+    python3 -m venv "$venv" || die "python3 -m venv $venv failed (Debian: apt install python3-venv)"
+  fi
+  if [ "$(cat "$venv/.gst-alpr-stamp" 2>/dev/null)" != "$BENCH_PY_REQUIREMENTS" ]; then
+    log "installing $BENCH_PY_REQUIREMENTS into $venv (once)"
+    # shellcheck disable=SC2086
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check $BENCH_PY_REQUIREMENTS \
+      || die "pip install $BENCH_PY_REQUIREMENTS failed"
+    echo "$BENCH_PY_REQUIREMENTS" > "$venv/.gst-alpr-stamp"
+  fi
+  export ALPR_BENCH_PYTHON="$venv/bin/python"
+}
+
 setup_all() {
   ensure_apt "$@"
   ensure_rust

@@ -385,3 +385,76 @@ fn missing_onnxruntime_says_how_to_install() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"));
 }
+
+/// `execution-provider=cuda` where ONNX Runtime has no CUDA (the CPU wheel): one warning that
+/// says why and what to install, and every frame is still analysed, on the CPU.
+#[test]
+fn unavailable_execution_provider_falls_back_to_cpu_with_a_warning() {
+    common::init();
+    let (pipeline, warnings, errors) = common::run_to_eos(
+        "videotestsrc num-buffers=3 ! video/x-raw,format=I420,width=320,height=240 ! \
+         alprdetect name=d execution-provider=cuda ! fakesink",
+    );
+    let stats = pipeline
+        .by_name("d")
+        .unwrap()
+        .property::<gst::Structure>("stats");
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(stats.get::<u64>("detected-frames").unwrap(), 3, "{stats}");
+    let ep: Vec<&String> = warnings
+        .iter()
+        .filter(|w| w.contains("execution-provider"))
+        .collect();
+    let cuda_build = gstalpr::runtime::available_providers()
+        .iter()
+        .any(|p| p == "CUDAExecutionProvider");
+    if cuda_build {
+        // A GPU build runs on CUDA, or warns when the machine has no usable GPU.
+        assert!(ep.len() <= 1, "{warnings:?}");
+        return;
+    }
+    assert_eq!(ep.len(), 1, "one warning for both models: {warnings:?}");
+    for needle in [
+        "execution-provider=cuda is not available, running on the CPU",
+        "without CUDAExecutionProvider",
+        "onnxruntime-gpu",
+        "ORT_DYLIB_PATH",
+    ] {
+        assert!(ep[0].contains(needle), "{needle:?} not in {}", ep[0]);
+    }
+}
+
+/// plate-mode auto skips the crop pass of a vehicle whose plate the full-frame pass already
+/// found: fewer plate-model runs than `both`, the same plates read.
+#[test]
+fn auto_plate_mode_searches_only_where_needed() {
+    common::init();
+    let run = |mode: &str| {
+        let (pipeline, _, errors) = common::run_to_eos(&format!(
+            "filesrc location=\"{}\" ! decodebin ! videoconvert ! \
+             alprdetect name=d plate-mode={mode} ! alprocr name=o ! fakesink",
+            common::media("car-still-4XXF538.mp4").display()
+        ));
+        let stat = |el: &str, field: &str| {
+            pipeline
+                .by_name(el)
+                .unwrap()
+                .property::<gst::Structure>("stats")
+                .get::<u64>(field)
+                .unwrap()
+        };
+        let r = (stat("d", "plate-inputs"), stat("o", "reads"));
+        pipeline.set_state(gst::State::Null).unwrap();
+        assert!(errors.is_empty(), "{mode}: {errors:?}");
+        r
+    };
+    let (both_inputs, both_reads) = run("both");
+    let (auto_inputs, auto_reads) = run("auto");
+    assert!(both_reads > 0, "the smoke clip's plate is read");
+    assert_eq!(auto_reads, both_reads);
+    assert!(
+        auto_inputs < both_inputs,
+        "auto ran the plate model {auto_inputs} times, both {both_inputs}"
+    );
+}

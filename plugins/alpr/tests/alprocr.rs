@@ -512,3 +512,43 @@ fn degenerate_plate_boxes_are_skipped() {
     let events = event::read(&out).unwrap();
     assert!(events.iter().any(|(e, _)| e.plate_text == "5AU5341"));
 }
+
+/// `execution-provider=tensorrt` without TensorRT in ONNX Runtime: a warning naming it, and the
+/// OCR model runs on the CPU.
+#[test]
+fn unavailable_execution_provider_falls_back_to_cpu_with_a_warning() {
+    common::init();
+    let (pipeline, warnings, errors) = common::run_to_eos(&format!(
+        "filesrc location=\"{}\" ! decodebin ! videoconvert ! alprdetect ! \
+         alprocr name=o execution-provider=tensorrt ! fakesink",
+        common::media("car-still-4XXF538.mp4").display()
+    ));
+    let stats = pipeline
+        .by_name("o")
+        .unwrap()
+        .property::<gst::Structure>("stats");
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(
+        stats.get::<u64>("reads").unwrap() > 0,
+        "no plate read: {stats}"
+    );
+    let ep: Vec<&String> = warnings
+        .iter()
+        .filter(|w| w.contains("execution-provider"))
+        .collect();
+    if gstalpr::runtime::available_providers()
+        .iter()
+        .any(|p| p == "TensorrtExecutionProvider")
+    {
+        assert!(ep.len() <= 1, "{warnings:?}");
+        return;
+    }
+    assert_eq!(ep.len(), 1, "{warnings:?}");
+    assert!(
+        ep[0].contains("execution-provider=tensorrt is not available, running on the CPU")
+            && ep[0].contains("without TensorrtExecutionProvider"),
+        "{}",
+        ep[0]
+    );
+}

@@ -17,8 +17,12 @@ pub enum PlateMode {
     /// Inside vehicle boxes only.
     Vehicles,
     /// Both: a plate is found even when its car is cut off or missed.
-    #[default]
     Both,
+    /// The full frame, then a crop pass only for the vehicles that need one: at least
+    /// `min_vehicle_width` wide (narrower cars carry plates too small to read) and with no
+    /// plate found inside them by the full-frame pass.
+    #[default]
+    Auto,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -28,15 +32,29 @@ pub struct EngineConfig {
     pub nms_iou: f32,
     pub plate_mode: PlateMode,
     pub max_vehicle_crops: usize,
+    /// Plate mode `Auto`: narrowest vehicle (pixels) that gets a crop pass.
+    pub min_vehicle_width: f32,
 }
 
-/// Time spent per stage, accumulated (for logs and benchmarks).
+/// Time spent per stage, accumulated (for logs and benchmarks). `inference` includes the
+/// output decoding and NMS; `model_inputs` counts both models' inputs.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StageTimes {
     pub preprocess: Duration,
     pub inference: Duration,
     pub model_inputs: u64,
     pub frames: u64,
+    /// The vehicle model's share of `model_inputs` and `inference` (the rest is the plate
+    /// model's).
+    pub vehicle_inputs: u64,
+    pub vehicle_inference: Duration,
+}
+
+/// Which model a recorded input was prepared for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputRole {
+    Vehicle,
+    Plate,
 }
 
 /// A vehicle crop is worth a second plate pass only when it shows the car at least this much
@@ -56,6 +74,11 @@ pub struct Engine {
     vehicles: Vec<RawDet>,
     plates: Vec<RawDet>,
     order: Vec<usize>,
+    /// Per vehicle: the full-frame pass found a plate inside it (plate mode `Auto`).
+    has_plate: Vec<bool>,
+    /// When set, a copy of every model input, in the order the models ran (for the model-only
+    /// bound of `examples/alpr-bench`; never set by the element).
+    pub record: Option<Vec<(InputRole, Vec<f32>)>>,
 }
 
 impl Engine {
@@ -68,12 +91,16 @@ impl Engine {
             vehicles: Vec::new(),
             plates: Vec::new(),
             order: Vec::new(),
+            has_plate: Vec::new(),
+            record: None,
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn timed(
         det: &mut Detector,
         times: &mut StageTimes,
+        record: &mut Option<Vec<(InputRole, Vec<f32>)>>,
         frame: &FrameView<'_>,
         roi: BBox,
         threshold: f32,
@@ -82,10 +109,13 @@ impl Engine {
     ) -> Result<(), String> {
         let t0 = Instant::now();
         let lb = det.prepare(frame, roi);
-        let t1 = Instant::now();
-        times.preprocess += t1 - t0;
+        times.preprocess += t0.elapsed();
         if let Some(lb) = lb {
+            if let Some(r) = record {
+                r.push((InputRole::Plate, det.tensor().to_vec()));
+            }
             times.model_inputs += 1;
+            let t1 = Instant::now();
             det.infer(&lb, threshold, nms_iou, out)?;
             times.inference += t1.elapsed();
         }
@@ -108,11 +138,17 @@ impl Engine {
         let full_lb = self.vehicle.prepare(frame, full);
         self.times.preprocess += t0.elapsed();
         if let Some(lb) = full_lb {
+            if let Some(r) = &mut self.record {
+                r.push((InputRole::Vehicle, self.vehicle.tensor().to_vec()));
+            }
             let t1 = Instant::now();
             self.times.model_inputs += 1;
+            self.times.vehicle_inputs += 1;
             self.vehicle
                 .infer(&lb, cfg.vehicle_threshold, cfg.nms_iou, &mut self.vehicles)?;
-            self.times.inference += t1.elapsed();
+            let spent = t1.elapsed();
+            self.times.inference += spent;
+            self.times.vehicle_inference += spent;
         }
         for v in &mut self.vehicles {
             v.bbox = v.bbox.clip(frame.width as u32, frame.height as u32);
@@ -133,6 +169,9 @@ impl Engine {
             };
             self.times.preprocess += t0.elapsed();
             if let Some(lb) = lb {
+                if let Some(r) = &mut self.record {
+                    r.push((InputRole::Plate, self.plate.tensor().to_vec()));
+                }
                 let t1 = Instant::now();
                 self.times.model_inputs += 1;
                 self.plate
@@ -141,6 +180,16 @@ impl Engine {
             }
         }
         if cfg.plate_mode != PlateMode::FullFrame {
+            let auto = cfg.plate_mode == PlateMode::Auto;
+            self.has_plate.clear();
+            self.has_plate.resize(self.vehicles.len(), false);
+            if auto {
+                for p in &self.plates {
+                    if let Some(vi) = parent_of(&p.bbox, &self.vehicles) {
+                        self.has_plate[vi] = true;
+                    }
+                }
+            }
             let pw = self.plate.spec.width as f32;
             let ph = self.plate.spec.height as f32;
             let full_ratio = (pw / full.w).min(ph / full.h);
@@ -159,6 +208,9 @@ impl Engine {
                 if v.w < MIN_CROP_SIDE || v.h < MIN_CROP_SIDE {
                     continue;
                 }
+                if auto && (self.has_plate[vi] || v.w < cfg.min_vehicle_width) {
+                    continue;
+                }
                 let roi = BBox::new(
                     v.x - v.w * CROP_MARGIN,
                     v.y - v.h * CROP_MARGIN,
@@ -167,7 +219,7 @@ impl Engine {
                 )
                 .clip(frame.width as u32, frame.height as u32);
                 let crop_ratio = (pw / roi.w).min(ph / roi.h);
-                if cfg.plate_mode == PlateMode::Both
+                if cfg.plate_mode != PlateMode::Vehicles
                     && crop_ratio < full_ratio * MIN_CROP_MAGNIFICATION
                 {
                     continue;
@@ -176,6 +228,7 @@ impl Engine {
                 Self::timed(
                     &mut self.plate,
                     &mut self.times,
+                    &mut self.record,
                     frame,
                     roi,
                     cfg.plate_threshold,

@@ -12,6 +12,7 @@ use super::model::Detector;
 use super::preprocess::{Layout, YuvMatrix};
 use crate::meta::AlprFrame;
 use crate::models;
+use crate::runtime::Provider;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -27,6 +28,7 @@ const DEFAULT_NMS_IOU: f32 = 0.45;
 const DEFAULT_THREADS: u32 = 0;
 const DEFAULT_INTERVAL: u32 = 1;
 const DEFAULT_MAX_VEHICLE_CROPS: u32 = 8;
+const DEFAULT_MIN_VEHICLE_WIDTH: u32 = 100;
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -37,8 +39,10 @@ struct Settings {
     plate_threshold: f32,
     nms_iou: f32,
     threads: u32,
+    execution_provider: Provider,
     interval: u32,
     max_vehicle_crops: u32,
+    min_vehicle_width: u32,
     metrics_address: Option<String>,
 }
 
@@ -52,8 +56,10 @@ impl Default for Settings {
             plate_threshold: DEFAULT_PLATE_THRESHOLD,
             nms_iou: DEFAULT_NMS_IOU,
             threads: DEFAULT_THREADS,
+            execution_provider: Provider::default(),
             interval: DEFAULT_INTERVAL,
             max_vehicle_crops: DEFAULT_MAX_VEHICLE_CROPS,
+            min_vehicle_width: DEFAULT_MIN_VEHICLE_WIDTH,
             metrics_address: None,
         }
     }
@@ -67,6 +73,7 @@ impl Settings {
             nms_iou: self.nms_iou,
             plate_mode: self.plate_mode.into(),
             max_vehicle_crops: self.max_vehicle_crops as usize,
+            min_vehicle_width: self.min_vehicle_width as f32,
         }
     }
 }
@@ -111,10 +118,25 @@ impl AlprDetect {
         crate::runtime::ensure().map_err(|e| gst::error_msg!(gst::LibraryError::Init, ("{e}")))?;
 
         let names = models::sibling(&vehicle_path, "coco_classes.txt");
-        let vehicle = Detector::load(&vehicle_path, settings.threads, names.as_deref())
-            .map_err(|e| gst::error_msg!(gst::ResourceError::OpenRead, ("vehicle-model: {e}")))?;
-        let plate = Detector::load(&plate_path, settings.threads, None)
+        let provider = settings.execution_provider;
+        let (vehicle, v_fallback) =
+            Detector::load_on(&vehicle_path, settings.threads, provider, names.as_deref())
+                .map_err(|e| {
+                    gst::error_msg!(gst::ResourceError::OpenRead, ("vehicle-model: {e}"))
+                })?;
+        let (plate, p_fallback) = Detector::load_on(&plate_path, settings.threads, provider, None)
             .map_err(|e| gst::error_msg!(gst::ResourceError::OpenRead, ("plate-model: {e}")))?;
+        if let Some(why) = v_fallback.or(p_fallback) {
+            // Not fatal: the models run, only slower.
+            gst::element_imp_warning!(
+                self,
+                gst::LibraryError::Init,
+                (
+                    "execution-provider={} is not available, running on the CPU: {why}",
+                    provider.name()
+                )
+            );
+        }
         gst::info!(
             CAT,
             imp = self,
@@ -137,13 +159,15 @@ impl AlprDetect {
             .as_ref()
             .map(|s| (s.counters, s.engine.times))
             .unwrap_or_default();
-        let per_input = |d: std::time::Duration| {
-            if t.model_inputs > 0 {
-                d.as_secs_f64() * 1000.0 / t.model_inputs as f64
+        let ms_per = |d: std::time::Duration, n: u64| {
+            if n > 0 {
+                d.as_secs_f64() * 1000.0 / n as f64
             } else {
                 0.0
             }
         };
+        let per_input = |d| ms_per(d, t.model_inputs);
+        let plate_inputs = t.model_inputs - t.vehicle_inputs;
         gst::Structure::builder("alprdetect-stats")
             .field("frames", c.frames)
             .field("detected-frames", c.detected_frames)
@@ -152,6 +176,16 @@ impl AlprDetect {
             .field("model-inputs", t.model_inputs)
             .field("preprocess-ms-per-input", per_input(t.preprocess))
             .field("inference-ms-per-input", per_input(t.inference))
+            .field("vehicle-inputs", t.vehicle_inputs)
+            .field(
+                "vehicle-inference-ms-per-input",
+                ms_per(t.vehicle_inference, t.vehicle_inputs),
+            )
+            .field("plate-inputs", plate_inputs)
+            .field(
+                "plate-inference-ms-per-input",
+                ms_per(t.inference - t.vehicle_inference, plate_inputs),
+            )
             .build()
     }
 }
@@ -224,6 +258,18 @@ impl ObjectImpl for AlprDetect {
                     .default_value(DEFAULT_THREADS)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecEnum::builder_with_default(
+                    "execution-provider",
+                    Provider::default(),
+                )
+                .nick("Execution provider")
+                .blurb(
+                    "Where ONNX Runtime runs the models: cpu, cuda or tensorrt (needs the \
+                     onnxruntime-gpu library in ORT_DYLIB_PATH and an NVIDIA GPU; without them \
+                     the element warns and runs on the CPU)",
+                )
+                .mutable_ready()
+                .build(),
                 glib::ParamSpecUInt::builder("interval")
                     .nick("Detection interval")
                     .blurb(
@@ -239,11 +285,22 @@ impl ObjectImpl for AlprDetect {
                     .nick("Max vehicle crops")
                     .blurb(
                         "Most vehicle boxes (largest first) searched for plates per frame in \
-                         plate-mode vehicles/both; bounds the cost of busy scenes",
+                         plate-mode vehicles/both/auto; bounds the cost of busy scenes",
                     )
                     .minimum(1)
                     .maximum(64)
                     .default_value(DEFAULT_MAX_VEHICLE_CROPS)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("min-vehicle-width")
+                    .nick("Min vehicle width")
+                    .blurb(
+                        "plate-mode auto: narrowest vehicle box (pixels) searched for a plate in \
+                         its own crop; narrower vehicles carry plates too small to read. 0 = \
+                         every vehicle",
+                    )
+                    .maximum(8192)
+                    .default_value(DEFAULT_MIN_VEHICLE_WIDTH)
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecString::builder("metrics-address")
@@ -259,7 +316,8 @@ impl ObjectImpl for AlprDetect {
                     .nick("Statistics")
                     .blurb(
                         "Frames, detected frames, vehicles, plates, model inputs, and mean \
-                         pre-processing and inference time per model input (ms)",
+                         pre-processing and inference time per model input (ms); inputs and \
+                         inference time per model as well",
                     )
                     .read_only()
                     .build(),
@@ -292,8 +350,10 @@ impl ObjectImpl for AlprDetect {
             "plate-threshold" => set!(plate_threshold, f32),
             "nms-iou" => set!(nms_iou, f32),
             "threads" => set!(threads, u32),
+            "execution-provider" => set!(execution_provider, Provider),
             "interval" => set!(interval, u32),
             "max-vehicle-crops" => set!(max_vehicle_crops, u32),
+            "min-vehicle-width" => set!(min_vehicle_width, u32),
             "metrics-address" => set!(metrics_address, Option<String>),
             other => unreachable!("unknown property {other}"),
         }
@@ -312,8 +372,10 @@ impl ObjectImpl for AlprDetect {
             "plate-threshold" => s.plate_threshold.to_value(),
             "nms-iou" => s.nms_iou.to_value(),
             "threads" => s.threads.to_value(),
+            "execution-provider" => s.execution_provider.to_value(),
             "interval" => s.interval.to_value(),
             "max-vehicle-crops" => s.max_vehicle_crops.to_value(),
+            "min-vehicle-width" => s.min_vehicle_width.to_value(),
             "metrics-address" => s.metrics_address.to_value(),
             other => unreachable!("unknown property {other}"),
         }

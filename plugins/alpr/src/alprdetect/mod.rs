@@ -19,12 +19,18 @@ pub enum AlprPlateMode {
     FullFrame = 0,
     #[enum_value(name = "Inside vehicle boxes only", nick = "vehicles")]
     Vehicles = 1,
-    #[default]
     #[enum_value(
         name = "Full frame and inside vehicle boxes (finds plates of cut-off or missed cars)",
         nick = "both"
     )]
     Both = 2,
+    #[default]
+    #[enum_value(
+        name = "Full frame, and inside the vehicles wide enough to carry a readable plate where \
+                the full frame found none",
+        nick = "auto"
+    )]
+    Auto = 3,
 }
 
 impl From<AlprPlateMode> for engine::PlateMode {
@@ -33,6 +39,7 @@ impl From<AlprPlateMode> for engine::PlateMode {
             AlprPlateMode::FullFrame => engine::PlateMode::FullFrame,
             AlprPlateMode::Vehicles => engine::PlateMode::Vehicles,
             AlprPlateMode::Both => engine::PlateMode::Both,
+            AlprPlateMode::Auto => engine::PlateMode::Auto,
         }
     }
 }
@@ -43,6 +50,7 @@ glib::wrapper! {
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     AlprPlateMode::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    crate::runtime::Provider::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     gst::Element::register(
         Some(plugin),
         "alprdetect",

@@ -9,6 +9,7 @@ use ort::value::{TensorElementType, TensorRef, ValueType};
 use super::decode::{self, Family, RawDet};
 use super::preprocess::{FrameView, InputSpec, Letterbox, Preprocessor};
 use crate::meta::BBox;
+use crate::runtime::Provider;
 
 /// COCO class names, used when a YOLOX model has 80 classes and no names file beside it.
 const COCO: [&str; 80] = [
@@ -131,9 +132,20 @@ fn tensor_shape(vt: &ValueType) -> Option<(TensorElementType, Vec<i64>)> {
 }
 
 impl Detector {
-    /// Loads `path` and checks that its inputs and outputs are a shape we can decode.
+    /// Loads `path` on the CPU and checks that its inputs and outputs are a shape we can decode.
     pub fn load(path: &Path, threads: u32, names_file: Option<&Path>) -> Result<Self, String> {
-        let session = crate::runtime::open_session(path, threads)?;
+        Self::load_on(path, threads, Provider::Cpu, names_file).map(|(d, _)| d)
+    }
+
+    /// As [`Detector::load`], on `provider`; the second value says why the session runs on the
+    /// CPU instead, when it does (see [`crate::runtime::open_session_on`]).
+    pub fn load_on(
+        path: &Path,
+        threads: u32,
+        provider: Provider,
+        names_file: Option<&Path>,
+    ) -> Result<(Self, Option<String>), String> {
+        let (session, fallback) = crate::runtime::open_session_on(path, threads, provider)?;
         let bad = |what: String| format!("model {}: {what}", path.display());
 
         let [input] = session.inputs() else {
@@ -237,17 +249,20 @@ impl Detector {
             Family::End2End => Vec::new(),
         };
 
-        Ok(Detector {
-            session,
-            path: path.to_path_buf(),
-            family,
-            spec,
-            class_names,
-            wanted,
-            tensor: vec![0.0; 3 * in_w * in_h],
-            pre: Preprocessor::default(),
-            scratch: Vec::new(),
-        })
+        Ok((
+            Detector {
+                session,
+                path: path.to_path_buf(),
+                family,
+                spec,
+                class_names,
+                wanted,
+                tensor: vec![0.0; 3 * in_w * in_h],
+                pre: Preprocessor::default(),
+                scratch: Vec::new(),
+            },
+            fallback,
+        ))
     }
 
     pub fn class_name(&self, id: usize) -> &str {

@@ -206,8 +206,18 @@ impl Preprocessor {
             (0, 0)
         };
 
+        // Padding only where the content does not go: the content is written next.
         let pad = spec.pad * spec.scale;
-        out.fill(pad);
+        for plane_out in out.chunks_exact_mut(plane) {
+            for (y, row) in plane_out.chunks_exact_mut(spec.width).enumerate() {
+                if (oy..oy + nh).contains(&y) {
+                    row[..ox].fill(pad);
+                    row[ox + nw..].fill(pad);
+                } else {
+                    row.fill(pad);
+                }
+            }
+        }
         let scale = spec.scale;
         let (p0, rest) = out.split_at_mut(plane);
         let (p1, p2) = rest.split_at_mut(plane);
@@ -318,22 +328,49 @@ impl Preprocessor {
                         self.cy.i1[dy] as usize,
                         self.cy.f[dy],
                     );
-                    for dx in 0..nw {
-                        let a = self.xs.i0[dx] as usize;
-                        let c = self.xs.i1[dx] as usize;
-                        let fx = self.xs.f[dx];
+                    // This row's chroma rows, and where U and V sit in them, chosen once per
+                    // row rather than per pixel.
+                    let (u_rows, v_rows, step, ou, ov) = match frame.layout {
+                        Layout::SemiPlanar420 { u_first } => {
+                            let s = frame.strides[1];
+                            let rows = (&frame.planes[1][cy0 * s..], &frame.planes[1][cy1 * s..]);
+                            let (ou, ov) = if u_first { (0, 1) } else { (1, 0) };
+                            (rows, rows, 2, ou, ov)
+                        }
+                        _ => {
+                            let (su, sv) = (frame.strides[1], frame.strides[2]);
+                            (
+                                (&frame.planes[1][cy0 * su..], &frame.planes[1][cy1 * su..]),
+                                (&frame.planes[2][cy0 * sv..], &frame.planes[2][cy1 * sv..]),
+                                1,
+                                0,
+                                0,
+                            )
+                        }
+                    };
+                    let chroma = |rows: (&[u8], &[u8]), a: usize, c: usize, fx: f32| {
+                        lerp(
+                            lerp(rows.0[a] as f32, rows.0[c] as f32, fx),
+                            lerp(rows.1[a] as f32, rows.1[c] as f32, fx),
+                            fcy,
+                        )
+                    };
+                    let matrix = frame.matrix;
+                    let luma = self.xs.i0.iter().zip(&self.xs.i1).zip(&self.xs.f);
+                    let chroma_taps = self.cx.i0.iter().zip(&self.cx.i1).zip(&self.cx.f);
+                    for (dx, (((&a, &c), &fx), ((&ca, &cc), &fcx))) in
+                        luma.zip(chroma_taps).take(nw).enumerate()
+                    {
+                        let (a, c) = (a as usize, c as usize);
                         let yv = lerp(
                             lerp(y_row0[a] as f32, y_row0[c] as f32, fx),
                             lerp(y_row1[a] as f32, y_row1[c] as f32, fx),
                             fy,
                         );
-                        let (ca, cc, fcx) = (
-                            self.cx.i0[dx] as usize,
-                            self.cx.i1[dx] as usize,
-                            self.cx.f[dx],
-                        );
-                        let (u, v) = sample_chroma(frame, cy0, cy1, fcy, ca, cc, fcx);
-                        put(dx, dy, frame.matrix.to_rgb(yv, u, v));
+                        let (ca, cc) = (ca as usize * step, cc as usize * step);
+                        let u = chroma(u_rows, ca + ou, cc + ou, fcx);
+                        let v = chroma(v_rows, ca + ov, cc + ov, fcx);
+                        put(dx, dy, matrix.to_rgb(yv, u, v));
                     }
                 }
             }
@@ -405,53 +442,6 @@ fn fill_chroma_axis(axis: &mut Axis, n: usize, start: usize, len: usize, clen: u
         let i0 = i0 as u32;
         axis.i0.push(i0);
         axis.i1.push((i0 + 1).min(last as u32));
-    }
-}
-
-#[inline(always)]
-fn sample_chroma(
-    frame: &FrameView<'_>,
-    cy0: usize,
-    cy1: usize,
-    fy: f32,
-    cx0: usize,
-    cx1: usize,
-    fx: f32,
-) -> (f32, f32) {
-    match frame.layout {
-        Layout::Planar420 => {
-            let (su, sv) = (frame.strides[1], frame.strides[2]);
-            let (pu, pv) = (frame.planes[1], frame.planes[2]);
-            let u = lerp(
-                lerp(pu[cy0 * su + cx0] as f32, pu[cy0 * su + cx1] as f32, fx),
-                lerp(pu[cy1 * su + cx0] as f32, pu[cy1 * su + cx1] as f32, fx),
-                fy,
-            );
-            let v = lerp(
-                lerp(pv[cy0 * sv + cx0] as f32, pv[cy0 * sv + cx1] as f32, fx),
-                lerp(pv[cy1 * sv + cx0] as f32, pv[cy1 * sv + cx1] as f32, fx),
-                fy,
-            );
-            (u, v)
-        }
-        Layout::SemiPlanar420 { u_first } => {
-            let s = frame.strides[1];
-            let p = frame.planes[1];
-            let (ou, ov) = if u_first { (0, 1) } else { (1, 0) };
-            let at = |row: usize, col: usize, o: usize| p[row * s + col * 2 + o] as f32;
-            let u = lerp(
-                lerp(at(cy0, cx0, ou), at(cy0, cx1, ou), fx),
-                lerp(at(cy1, cx0, ou), at(cy1, cx1, ou), fx),
-                fy,
-            );
-            let v = lerp(
-                lerp(at(cy0, cx0, ov), at(cy0, cx1, ov), fx),
-                lerp(at(cy1, cx0, ov), at(cy1, cx1, ov), fx),
-                fy,
-            );
-            (u, v)
-        }
-        Layout::Packed { .. } => (128.0, 128.0),
     }
 }
 

@@ -8,6 +8,7 @@ use ort::session::Session;
 use ort::value::{TensorElementType, TensorRef, ValueType};
 
 use super::ocrmodel::{self, PlateOcrConfig, PlateRead};
+use crate::runtime::Provider;
 
 pub struct OcrEngine {
     session: Session,
@@ -27,10 +28,21 @@ fn shape_of(vt: &ValueType) -> Option<(TensorElementType, Vec<i64>)> {
 }
 
 impl OcrEngine {
-    /// Loads the model and its config and checks that they agree.
+    /// Loads the model (on the CPU) and its config and checks that they agree.
     pub fn load(model: &Path, config: &Path, threads: u32) -> Result<Self, String> {
+        Self::load_on(model, config, threads, Provider::Cpu).map(|(e, _)| e)
+    }
+
+    /// As [`OcrEngine::load`], on `provider`; the second value says why the session runs on the
+    /// CPU instead, when it does.
+    pub fn load_on(
+        model: &Path,
+        config: &Path,
+        threads: u32,
+        provider: Provider,
+    ) -> Result<(Self, Option<String>), String> {
         let cfg = PlateOcrConfig::from_file(config).map_err(|e| e.to_string())?;
-        let session = crate::runtime::open_session(model, threads)?;
+        let (session, fallback) = crate::runtime::open_session_on(model, threads, provider)?;
         let bad = |what: String| format!("OCR model {}: {what}", model.display());
 
         let [input] = session.inputs() else {
@@ -86,14 +98,17 @@ impl OcrEngine {
         let region_shape = region_output.and_then(|i| shape_of(outputs[i].dtype()).map(|(_, s)| s));
         ocrmodel::validate_output_shapes(&plate_shape, region_shape.as_deref(), &cfg)
             .map_err(|e| bad(e.to_string()))?;
-        Ok(OcrEngine {
-            session,
-            path: model.to_path_buf(),
-            cfg,
-            plate_output,
-            region_output,
-            input: Vec::new(),
-        })
+        Ok((
+            OcrEngine {
+                session,
+                path: model.to_path_buf(),
+                cfg,
+                plate_output,
+                region_output,
+                input: Vec::new(),
+            },
+            fallback,
+        ))
     }
 
     /// Empties the batch.

@@ -18,6 +18,7 @@ use crate::alprdetect::preprocess::{Layout, Preprocessor, YuvMatrix};
 use crate::event::{self, EventImages, PlateEvent, VehicleTrackEvent};
 use crate::meta::{AlprFrame, BBox, ObjectKind};
 use crate::models;
+use crate::runtime::Provider;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -57,6 +58,7 @@ struct Settings {
     crop_padding: f32,
     key_template: String,
     threads: u32,
+    execution_provider: Provider,
     jpeg_quality: u32,
     vehicle_image: bool,
     frame_image: bool,
@@ -80,6 +82,7 @@ impl Default for Settings {
             crop_padding: DEFAULT_CROP_PADDING,
             key_template: event::DEFAULT_KEY_TEMPLATE.into(),
             threads: DEFAULT_THREADS,
+            execution_provider: Provider::default(),
             jpeg_quality: DEFAULT_JPEG_QUALITY,
             vehicle_image: DEFAULT_VEHICLE_IMAGE,
             frame_image: DEFAULT_FRAME_IMAGE,
@@ -216,8 +219,20 @@ impl AlprOcr {
         }
         .map_err(|e| gst::error_msg!(gst::ResourceError::NotFound, ("{e}")))?;
         crate::runtime::ensure().map_err(|e| gst::error_msg!(gst::LibraryError::Init, ("{e}")))?;
-        let engine = OcrEngine::load(&model, &config, settings.threads)
+        let provider = settings.execution_provider;
+        let (engine, fallback) = OcrEngine::load_on(&model, &config, settings.threads, provider)
             .map_err(|e| gst::error_msg!(gst::ResourceError::OpenRead, ("ocr-model: {e}")))?;
+        if let Some(why) = fallback {
+            // Not fatal: the models run, only slower.
+            gst::element_imp_warning!(
+                self,
+                gst::LibraryError::Init,
+                (
+                    "execution-provider={} is not available, running on the CPU: {why}",
+                    provider.name()
+                )
+            );
+        }
         gst::info!(
             CAT,
             imp = self,
@@ -392,7 +407,7 @@ impl AlprOcr {
             let t0 = Instant::now();
             let reads = state.engine.run()?;
             state.counters.ocr_time += t0.elapsed();
-            state.counters.ocr_batches += 1;
+            state.counters.ocr_batches += u64::from(!batch.is_empty());
             state.counters.plates += batch.len() as u64;
             let min_chars = state.settings.min_chars as usize;
             for ((i, crop, quality), read) in batch.into_iter().zip(reads) {
@@ -626,6 +641,7 @@ impl AlprOcr {
             .field("reads", c.reads)
             .field("events", c.events)
             .field("open-tracks", open as u64)
+            .field("ocr-batches", c.ocr_batches)
             .field(
                 "ocr-ms-per-plate",
                 if c.plates > 0 {
@@ -745,6 +761,18 @@ impl ObjectImpl for AlprOcr {
                     .default_value(DEFAULT_THREADS)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecEnum::builder_with_default(
+                    "execution-provider",
+                    Provider::default(),
+                )
+                .nick("Execution provider")
+                .blurb(
+                    "Where ONNX Runtime runs the models: cpu, cuda or tensorrt (needs the \
+                     onnxruntime-gpu library in ORT_DYLIB_PATH and an NVIDIA GPU; without them \
+                     the element warns and runs on the CPU)",
+                )
+                .mutable_ready()
+                .build(),
                 glib::ParamSpecUInt::builder("jpeg-quality")
                     .nick("JPEG quality")
                     .blurb("Quality of the crop JPEG carried by each event, 1..100")
@@ -796,7 +824,10 @@ impl ObjectImpl for AlprOcr {
                     .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("Plates cropped, reads, events, open tracks, mean OCR ms per plate")
+                    .blurb(
+                        "Plates cropped, reads, events, open tracks, OCR batches (model calls), \
+                         mean OCR ms per plate",
+                    )
                     .read_only()
                     .build(),
             ]
@@ -840,6 +871,7 @@ impl ObjectImpl for AlprOcr {
                 s.key_template = v.unwrap_or_else(|| event::DEFAULT_KEY_TEMPLATE.into());
             }
             "threads" => set!(threads, u32),
+            "execution-provider" => set!(execution_provider, Provider),
             "jpeg-quality" => set!(jpeg_quality, u32),
             "vehicle-image" => set!(vehicle_image, bool),
             "frame-image" => set!(frame_image, bool),
@@ -868,6 +900,7 @@ impl ObjectImpl for AlprOcr {
             "crop-padding" => s.crop_padding.to_value(),
             "key-template" => s.key_template.to_value(),
             "threads" => s.threads.to_value(),
+            "execution-provider" => s.execution_provider.to_value(),
             "jpeg-quality" => s.jpeg_quality.to_value(),
             "vehicle-image" => s.vehicle_image.to_value(),
             "frame-image" => s.frame_image.to_value(),

@@ -37,6 +37,7 @@ glib::wrapper! {
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     AlprOcrEmit::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    crate::runtime::Provider::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     gst::Element::register(
         Some(plugin),
         "alprocr",

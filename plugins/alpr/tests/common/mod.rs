@@ -118,3 +118,30 @@ pub fn bus_errors(bus: &gst::Bus) -> Vec<String> {
     }
     v
 }
+
+/// Runs a launch line until EOS or an error (60 s at most) and returns the pipeline, still
+/// playing (set it to NULL when done), with the warnings and errors it posted.
+pub fn run_to_eos(desc: &str) -> (gst::Pipeline, Vec<String>, Vec<String>) {
+    let pipeline = gst::parse::launch(desc)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let bus = pipeline.bus().unwrap();
+    // A failing start is reported on the bus, read below.
+    let _ = pipeline.set_state(gst::State::Playing);
+    let (mut warnings, mut errors) = (Vec::new(), Vec::new());
+    for msg in bus.iter_timed(gst::ClockTime::from_seconds(60)) {
+        match msg.view() {
+            gst::MessageView::Eos(_) => break,
+            gst::MessageView::Error(e) => {
+                errors.push(format!("{} ({:?})", e.error(), e.debug()));
+                break;
+            }
+            gst::MessageView::Warning(w) => {
+                warnings.push(format!("{} ({:?})", w.error(), w.debug()))
+            }
+            _ => {}
+        }
+    }
+    (pipeline, warnings, errors)
+}
