@@ -24,6 +24,9 @@
 //! timed, while the decoder is blocked. Frames per second of model time is the most any
 //! pipeline with these models and these invocations can do.
 
+#[path = "common/pipeline.rs"]
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -36,7 +39,6 @@ use gstalpr::alprdetect::model::Detector;
 use gstalpr::alprdetect::preprocess::Preprocessor;
 use gstalpr::alprocr::engine::OcrEngine;
 use gstalpr::alprocr::ocrmodel::{self, RgbView};
-use gstalpr::event::{EVENT_STRUCT, PlateEvent};
 use gstalpr::meta::{AlprObject, BBox, ObjectKind};
 use gstalpr::{models, runtime};
 use ort::value::TensorRef;
@@ -251,22 +253,11 @@ fn stage_probe(pad: &gst::Pad, clock: &Arc<Mutex<StageClock>>, stage: usize) {
     });
 }
 
-fn find(pipeline: &gst::Pipeline, factory: &str) -> Option<gst::Element> {
-    pipeline
-        .iterate_recurse()
-        .into_iter()
-        .flatten()
-        .find(|e| e.factory().is_some_and(|f| f.name() == factory) || e.name() == factory)
-}
-
 fn apply_props(pipeline: &gst::Pipeline, props: &[(String, String, String)]) -> Res<()> {
     for (el, prop, value) in props {
-        let e =
-            find(pipeline, el).ok_or_else(|| format!("{el}.{prop}: no {el} in the pipeline"))?;
-        if e.find_property(prop).is_none() {
-            return Err(format!("{el} has no property `{prop}`").into());
-        }
-        e.set_property_from_str(prop, value);
+        let e = common::find(pipeline, el)
+            .ok_or_else(|| format!("{el}.{prop}: no {el} in the pipeline"))?;
+        common::set(&e, prop, value)?;
     }
     Ok(())
 }
@@ -429,48 +420,25 @@ fn pipeline(o: &Opts) -> Res<Value> {
     let mut events = 0u64;
     let mut plates = BTreeSet::new();
     let mut loops = 1u64;
-    let result: Res<()> = loop {
-        let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) else {
-            continue;
-        };
-        match msg.view() {
-            gst::MessageView::Eos(_) => break Ok(()),
-            gst::MessageView::Error(e) => {
-                break Err(format!(
-                    "{}: {} ({})",
-                    e.src()
-                        .map(|s| s.path_string().to_string())
-                        .unwrap_or_default(),
-                    e.error(),
-                    e.debug().unwrap_or_default()
-                )
-                .into());
-            }
-            gst::MessageView::SegmentDone(_) => {
-                // Seamless loop; the last pass is a plain seek so that the stream ends in EOS.
-                let last = soak.is_none_or(|d| started.elapsed() >= d);
-                let flags = if last {
-                    gst::SeekFlags::empty()
-                } else {
-                    gst::SeekFlags::SEGMENT
-                };
-                loops += 1;
-                if let Err(e) = pipeline.seek_simple(flags, gst::ClockTime::ZERO) {
-                    break Err(format!("loop seek failed: {e}").into());
-                }
-            }
-            gst::MessageView::Element(m) => {
-                if let Some(s) = m.structure()
-                    && s.name() == EVENT_STRUCT
-                    && let Ok((ev, _)) = PlateEvent::from_structure(s)
-                {
-                    events += 1;
-                    plates.insert(ev.plate_text);
-                }
-            }
-            _ => {}
+    let result = common::run_to_eos(&bus, |msg| {
+        if let gst::MessageView::SegmentDone(_) = msg.view() {
+            // Seamless loop; the last pass is a plain seek so that the stream ends in EOS.
+            let last = soak.is_none_or(|d| started.elapsed() >= d);
+            let flags = if last {
+                gst::SeekFlags::empty()
+            } else {
+                gst::SeekFlags::SEGMENT
+            };
+            loops += 1;
+            pipeline
+                .seek_simple(flags, gst::ClockTime::ZERO)
+                .map_err(|e| format!("loop seek failed: {e}"))?;
+        } else if let Some(ev) = common::plate_event(msg) {
+            events += 1;
+            plates.insert(ev.plate_text);
         }
-    };
+        Ok(())
+    });
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = sampler.join();
     let threads = thread_times();
@@ -589,7 +557,7 @@ fn bound(o: &Opts) -> Res<Value> {
             "alprocr" | "ocr" => &ocr,
             _ => continue,
         };
-        e.set_property_from_str(prop, value);
+        common::set(e, prop, value)?;
     }
     let mode: AlprPlateMode = detect.property("plate-mode");
     let cfg = EngineConfig {

@@ -15,17 +15,17 @@
 
 use std::time::Instant;
 
-#[path = "common/props.rs"]
-mod props;
+#[path = "common/pipeline.rs"]
+mod common;
 
 use gst::prelude::*;
-use gstalpr::event::{EVENT_STRUCT, PlateEvent};
+use gstalpr::event::PlateEvent;
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
 fn main() -> Res<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (pos, props) = props::split_args(args.into_iter());
+    let (pos, props) = common::split_args(args.into_iter());
     let [video, out] = pos.as_slice() else {
         eprintln!("usage: alpr-demo VIDEO OUT_DIR [element.property=value ...]");
         std::process::exit(2);
@@ -49,7 +49,7 @@ fn main() -> Res<()> {
     let pipeline = gst::parse::launch(&desc)?
         .downcast::<gst::Pipeline>()
         .map_err(|_| "not a pipeline")?;
-    props::apply(&pipeline, &props)?;
+    common::apply(&pipeline, &props)?;
 
     let start = Instant::now();
     pipeline.set_state(gst::State::Playing)?;
@@ -65,39 +65,16 @@ fn main() -> Res<()> {
         },
     );
     let bus = pipeline.bus().ok_or("no bus")?;
-    let result: Res<()> = loop {
-        let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(200)) else {
-            continue;
-        };
-        match msg.view() {
-            gst::MessageView::Eos(_) => break Ok(()),
-            gst::MessageView::Error(e) => {
-                break Err(format!(
-                    "{}: {} ({})",
-                    e.src()
-                        .map(|s| s.path_string().to_string())
-                        .unwrap_or_default(),
-                    e.error(),
-                    e.debug().unwrap_or_default()
-                )
-                .into());
-            }
-            gst::MessageView::Warning(w) => eprintln!("warning: {} ({:?})", w.error(), w.debug()),
-            gst::MessageView::Element(m) => {
-                if let Some(s) = m.structure()
-                    && s.name() == EVENT_STRUCT
-                    && let Ok((ev, _)) = PlateEvent::from_structure(s)
-                {
-                    println!(
-                        "  plate {:<10} track {:<14} confidence {:.2}  reads {:>3}  crop {}",
-                        ev.plate_text, ev.track_id, ev.plate_confidence, ev.reads, ev.image_key
-                    );
-                    events.push(ev);
-                }
-            }
-            _ => {}
+    let result = common::run_to_eos(&bus, |msg| {
+        if let Some(ev) = common::plate_event(msg) {
+            println!(
+                "  plate {:<10} track {:<14} confidence {:.2}  reads {:>3}  crop {}",
+                ev.plate_text, ev.track_id, ev.plate_confidence, ev.reads, ev.image_key
+            );
+            events.push(ev);
         }
-    };
+        Ok(())
+    });
     frames += rx.try_iter().count() as u64;
     let kafka = pipeline.by_name("kafka").ok_or("no kafkasink")?;
     let stats = kafka.property::<gst::Structure>("stats");

@@ -15,11 +15,10 @@
 //! `alpr_sink_delivery_latency_seconds` (kafkasink acceptance -> delivery report), as
 //! p50 / p95 / max bucket bounds with linear interpolation inside the bucket.
 
-#[path = "common/props.rs"]
-mod props;
+#[path = "common/pipeline.rs"]
+mod common;
 
 use gst::prelude::*;
-use gstalpr::event::{EVENT_STRUCT, PlateEvent};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -74,7 +73,7 @@ fn report(title: &str, name: &str, sink: &str) {
 }
 
 fn main() -> Res<()> {
-    let (pos, props) = props::split_args(std::env::args().skip(1));
+    let (pos, props) = common::split_args(std::env::args().skip(1));
     let [video, brokers, registry] = pos.as_slice() else {
         eprintln!("usage: alpr-latency VIDEO BROKERS SCHEMA_REGISTRY [element.property=value ...]");
         std::process::exit(2);
@@ -97,7 +96,7 @@ fn main() -> Res<()> {
     let pipeline = gst::parse::launch(&desc)?
         .downcast::<gst::Pipeline>()
         .map_err(|_| "not a pipeline")?;
-    props::apply(&pipeline, &props)?;
+    common::apply(&pipeline, &props)?;
     let sink = pipeline
         .by_name("kafka")
         .ok_or("no kafkasink")?
@@ -108,31 +107,17 @@ fn main() -> Res<()> {
     pipeline.set_state(gst::State::Playing)?;
     let bus = pipeline.bus().ok_or("no bus")?;
     let mut decided: Vec<f64> = Vec::new();
-    let result: Res<()> = loop {
-        let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(200)) else {
-            continue;
-        };
-        match msg.view() {
-            gst::MessageView::Eos(_) => break Ok(()),
-            gst::MessageView::Error(e) => {
-                break Err(format!("{}: {}", e.error(), e.debug().unwrap_or_default()).into());
-            }
-            gst::MessageView::Element(m) => {
-                if let Some(s) = m.structure()
-                    && s.name() == EVENT_STRUCT
-                    && let Ok((ev, _)) = PlateEvent::from_structure(s)
-                {
-                    let after = (gstalpr::event::now_ms() - ev.first_seen_ms) as f64 / 1000.0;
-                    println!(
-                        "  plate {:<10} track {:<6} rev {} decided {after:.3} s after its first read",
-                        ev.plate_text, ev.track_id, ev.revision
-                    );
-                    decided.push(after);
-                }
-            }
-            _ => {}
+    let result = common::run_to_eos(&bus, |msg| {
+        if let Some(ev) = common::plate_event(msg) {
+            let after = (gstalpr::event::now_ms() - ev.first_seen_ms) as f64 / 1000.0;
+            println!(
+                "  plate {:<10} track {:<6} rev {} decided {after:.3} s after its first read",
+                ev.plate_text, ev.track_id, ev.revision
+            );
+            decided.push(after);
         }
-    };
+        Ok(())
+    });
     let kafka = pipeline.by_name("kafka").ok_or("no kafkasink")?;
     let stats = kafka.property::<gst::Structure>("stats");
     pipeline.set_state(gst::State::Null)?;
