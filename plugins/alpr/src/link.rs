@@ -13,6 +13,7 @@
 //! paced: at most one per `retry_interval`, and only while work is pending, so a sink with an
 //! unreachable service and nothing to send stays quiet.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -285,6 +286,21 @@ impl Signal {
     }
 
     /// Waits until `done()` or `timeout`; re-checked on every progress signal.
+    /// Holds a sink's EOS while work is `pending` and the link holds EOS
+    /// ([`Link::holds_eos`]: up, or about to try), until the sink is `unlocked` (flush or
+    /// shutdown). A down link does not hold EOS: the work stays stored for the next run.
+    pub fn hold_eos(&self, link: &Mutex<Link>, unlocked: &AtomicBool, pending: impl Fn() -> bool) {
+        let drained = || {
+            unlocked.load(Ordering::SeqCst)
+                || !pending()
+                || !link
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .holds_eos(Instant::now())
+        };
+        while !self.wait_progress(Duration::from_secs(1), drained) {}
+    }
+
     pub fn wait_progress(&self, timeout: Duration, done: impl Fn() -> bool) -> bool {
         let deadline = Instant::now() + timeout;
         let mut g = self.progress_lock.lock().unwrap_or_else(|e| e.into_inner());

@@ -770,12 +770,7 @@ impl BaseSinkImpl for KafkaSink {
         {
             // Drain: wait while the link is up (or about to try) and events are waiting. A down
             // link does not hold EOS: the outbox keeps the events for the next run.
-            let drained = || {
-                self.unlocked.load(Ordering::SeqCst)
-                    || shared.outbox().is_empty()
-                    || !shared.link().holds_eos(Instant::now())
-            };
-            while !shared.wait_progress(Duration::from_secs(1), drained) {}
+            shared.hold_eos(&self.unlocked);
             gst::debug!(
                 CAT,
                 imp = self,

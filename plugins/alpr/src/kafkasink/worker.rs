@@ -123,9 +123,10 @@ impl Shared {
         self.signal.signal_progress();
     }
 
-    /// Waits until `done()` or `timeout`; re-checked on every delivery batch and transition.
-    pub fn wait_progress(&self, timeout: Duration, done: impl Fn() -> bool) -> bool {
-        self.signal.wait_progress(timeout, done)
+    /// Returns once no events wait, the link stops holding EOS, or the element is `unlocked`.
+    pub fn hold_eos(&self, unlocked: &std::sync::atomic::AtomicBool) {
+        self.signal
+            .hold_eos(&self.link, unlocked, || !self.outbox().is_empty());
     }
 }
 

@@ -818,12 +818,7 @@ impl BaseSinkImpl for S3Sink {
         {
             // Drain while the link is up (or about to try); a down link does not hold EOS:
             // the queue keeps the crops for the next run.
-            let drained = || {
-                self.unlocked.load(Ordering::SeqCst)
-                    || shared.queue().is_empty()
-                    || !shared.link().holds_eos(Instant::now())
-            };
-            while !shared.wait_progress(Duration::from_secs(1), drained) {}
+            shared.hold_eos(&self.unlocked);
             gst::debug!(
                 CAT,
                 imp = self,

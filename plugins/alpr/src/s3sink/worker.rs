@@ -79,8 +79,10 @@ impl Shared {
         self.signal.request_stop();
     }
 
-    pub fn wait_progress(&self, timeout: Duration, done: impl Fn() -> bool) -> bool {
-        self.signal.wait_progress(timeout, done)
+    /// Returns once no crops wait, the link stops holding EOS, or the element is `unlocked`.
+    pub fn hold_eos(&self, unlocked: &std::sync::atomic::AtomicBool) {
+        self.signal
+            .hold_eos(&self.link, unlocked, || !self.queue().is_empty());
     }
 }
 
