@@ -14,9 +14,8 @@ mod registry;
 pub use registry::Registry;
 
 use std::collections::HashMap;
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use apache_avro::Schema;
@@ -62,49 +61,15 @@ impl Tansu {
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "tansu already running");
         let url = format!("tcp://127.0.0.1:{}", self.port);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("tansu.log"))
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let mut child = Command::new(tansu_bin())
-                .args(["broker", "--listener-url", &url])
+        let log = self.dir.join("tansu.log");
+        self.child = Some(net::spawn_listening("tansu", self.port, &log, || {
+            let mut c = Command::new(tansu_bin());
+            c.args(["broker", "--listener-url", &url])
                 .args(["--advertised-listener-url", &url])
                 .args(["--storage-engine", "sqlite://tansu.db"])
-                .current_dir(&self.dir)
-                .env("RUST_LOG", "warn")
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log.try_clone().unwrap())
-                .spawn()
-                .expect("start tansu");
-            // Ready when it accepts connections; a start that exits (port not yet free) is
-            // retried.
-            let ready = loop {
-                if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                    break true;
-                }
-                if let Ok(Some(_)) = child.try_wait() {
-                    break false;
-                }
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    panic!(
-                        "tansu did not start on port {}: see {}",
-                        self.port,
-                        self.dir.join("tansu.log").display()
-                    );
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            };
-            if ready {
-                self.child = Some(child);
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+                .current_dir(&self.dir);
+            c
+        }));
     }
 
     /// The broker's process id while it runs.

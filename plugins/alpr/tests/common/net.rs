@@ -2,8 +2,9 @@
 //! Helpers for tests and benches that run real servers on 127.0.0.1.
 #![allow(dead_code)]
 
-use std::net::TcpListener;
-use std::path::PathBuf;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A free TCP port on 127.0.0.1 (closed again: "service down" until something binds it).
@@ -54,4 +55,40 @@ pub fn server_bin(env: &str, name: &str, what: &str) -> PathBuf {
          ~/.cache/gst-alpr/{name})"
     );
     cache
+}
+
+/// Starts a server process (`command()` builds its command line; stdout and stderr are appended
+/// to `log`) and returns it once it accepts connections on 127.0.0.1:`port`. A start that
+/// exits first (the port of a killed predecessor not yet free) is retried; after 15 s the test
+/// fails, naming `name` and the log.
+pub fn spawn_listening(name: &str, port: u16, log: &Path, command: impl Fn() -> Command) -> Child {
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap_or_else(|e| panic!("{name} log {}: {e}", log.display()));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut child = command()
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out.try_clone().unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {name}: {e}"));
+        loop {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return child;
+            }
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{name} did not start on port {port}: see {}", log.display());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

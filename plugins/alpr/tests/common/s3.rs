@@ -8,10 +8,8 @@ mod net;
 #[allow(unused_imports)]
 pub use net::{free_port, server_bin, wait_for};
 
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command};
 
 use gstalpr::event::PlateEvent;
 use gstalpr::meta::BBox;
@@ -56,46 +54,14 @@ impl S3sFs {
 
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "s3s-fs already running");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let mut child = Command::new(s3s_fs_bin())
-                .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+        let (port, data) = (self.port.to_string(), self.data.clone());
+        self.child = Some(net::spawn_listening("s3s-fs", self.port, &self.log, || {
+            let mut c = Command::new(s3s_fs_bin());
+            c.args(["--host", "127.0.0.1", "--port", &port])
                 .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-                .arg(&self.data)
-                .env("RUST_LOG", "warn")
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log.try_clone().unwrap())
-                .spawn()
-                .expect("start s3s-fs");
-            let ready = loop {
-                if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                    break true;
-                }
-                if let Ok(Some(_)) = child.try_wait() {
-                    break false;
-                }
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    panic!(
-                        "s3s-fs did not start on port {}: see {}",
-                        self.port,
-                        self.log.display()
-                    );
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            };
-            if ready {
-                self.child = Some(child);
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+                .arg(&data);
+            c
+        }));
     }
 
     /// SIGKILL: the outage of a crashed server.
