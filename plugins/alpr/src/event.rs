@@ -80,14 +80,6 @@ pub struct EventImages {
 }
 
 impl EventImages {
-    /// Only the plate crop.
-    pub fn crop(crop: Option<gst::Buffer>) -> Self {
-        EventImages {
-            crop,
-            ..Default::default()
-        }
-    }
-
     /// `(object key, JPEG)` of every image present whose key the event names.
     pub fn keyed<'a>(&'a self, ev: &'a PlateEvent) -> Vec<(&'a str, &'a gst::Buffer)> {
         let mut v = Vec::with_capacity(3);

@@ -432,7 +432,7 @@ impl AlprOcr {
                         })
                 });
                 let obj = &frame.objects[i];
-                let obs = Observation {
+                let mut obs = Observation {
                     read: VoteRead {
                         text: read.text,
                         confidence: read.confidence,
@@ -455,7 +455,6 @@ impl AlprOcr {
                 if frame.tracked && obj.track_id == 0 {
                     continue;
                 }
-                let mut obs = obs;
                 let want = (state.settings.vehicle_image, state.settings.frame_image);
                 if (want.0 || want.1) && state.tracks.admits(obj.track_id, quality) {
                     let max_side = state.settings.image_max_side as usize;
