@@ -106,6 +106,9 @@ fn images(dirs: &[String], props: &[String]) -> Res<()> {
             exact += texts.contains(truth) as usize;
             o0 += texts.iter().any(|t| normalize_o0(t) == normalize_o0(truth)) as usize;
             none += texts.is_empty() as usize;
+            if std::env::var_os("ALPR_EVAL_MISSES").is_some() && !texts.contains(truth) {
+                eprintln!("{}: expected {truth}, read {texts:?}", img.display());
+            }
             // CER of the closest read (1.0 when nothing was read).
             cer_sum += texts.iter().map(|t| cer(t, truth)).fold(1.0f64, f64::min);
         }

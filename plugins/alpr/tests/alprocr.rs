@@ -374,6 +374,79 @@ fn slideshow_gives_one_correct_event_per_car() {
     assert!(correct * 100 >= n * 93, "correct on {correct} of {n}");
 }
 
+/// A parking bay (one still photo for 4 s): a car with a readable plate and three cut-off cars
+/// without one. alprdetect searches each car only until alprocr has read its plate
+/// (`settle-reads`) or has searched it in vain for `settle-unread` frames; alprocr's upstream
+/// event then stops the crop passes. The event is the same as with every car searched in every
+/// frame.
+#[test]
+fn a_standing_car_is_searched_only_until_its_plate_is_read() {
+    common::init();
+    let run = |extra: &str| {
+        let desc = format!(
+            "filesrc location=\"{}\" ! decodebin ! imagefreeze num-buffers=40 ! videoconvert ! \
+             video/x-raw,framerate=10/1 ! alprdetect name=d {extra} ! alprtrack ! \
+             alprocr name=o ! fakesink",
+            common::media("plate-5AU5341.png").display()
+        );
+        let pipeline = gst::parse::launch(&desc)
+            .unwrap()
+            .downcast::<gst::Pipeline>()
+            .unwrap();
+        pipeline.set_state(gst::State::Playing).unwrap();
+        let mut plates = Vec::new();
+        for msg in pipeline
+            .bus()
+            .unwrap()
+            .iter_timed(gst::ClockTime::from_seconds(120))
+        {
+            match msg.view() {
+                gst::MessageView::Eos(_) => break,
+                gst::MessageView::Error(e) => panic!("{} {:?}", e.error(), e.debug()),
+                gst::MessageView::Element(m) => {
+                    if let Some(s) = m.structure()
+                        && s.name() == event::EVENT_STRUCT
+                    {
+                        plates.push(PlateEvent::from_structure(s).unwrap().0.plate_text);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let stats = pipeline
+            .by_name("d")
+            .unwrap()
+            .property::<gst::Structure>("stats");
+        pipeline.set_state(gst::State::Null).unwrap();
+        let get = |f: &str| stats.get::<u64>(f).unwrap();
+        println!("{extra:?}: {plates:?}, {stats}");
+        (
+            plates,
+            get("plate-inputs"),
+            get("skipped-plate-passes"),
+            get("settled-vehicles"),
+        )
+    };
+    let (plates, all_inputs, skipped, settled) = run("skip-settled=false");
+    assert_eq!(plates, ["5AU5341"]);
+    // Every frame: the full-frame pass and a crop pass for each of the two large cut-off cars.
+    assert!(
+        all_inputs >= 120,
+        "{all_inputs} plate-model inputs with skip-settled=false"
+    );
+    assert_eq!((skipped, settled), (0, 0));
+    let (plates, inputs, skipped, settled) = run("");
+    assert_eq!(plates, ["5AU5341"]);
+    // The read car settles after 3 frames, the two unreadable ones after 10. The full-frame pass
+    // keeps running: a fourth car, too weak a detection for the tracker, is never settled.
+    assert!(settled >= 90, "{settled} settled vehicles of 160");
+    assert!(skipped >= 55, "{skipped} plate passes skipped");
+    assert!(
+        inputs + 55 <= all_inputs,
+        "{inputs} plate-model inputs, {all_inputs} with every car searched"
+    );
+}
+
 /// Starting alprocr with `props` fails with an error that says `expect`.
 fn start_fails_with(props: &[(&str, &str)], expect: &[&str]) {
     common::init();

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use super::decode::{self, RawDet};
 use super::model::Detector;
 use super::preprocess::FrameView;
+use super::settled::{self, SettledFilter};
 use crate::meta::{AlprObject, BBox, ObjectKind};
 
 /// Where the plate model looks.
@@ -48,6 +49,11 @@ pub struct StageTimes {
     /// model's).
     pub vehicle_inputs: u64,
     pub vehicle_inference: Duration,
+    /// Vehicles matched to a settled box (their plate is read; not searched again).
+    pub settled_vehicles: u64,
+    /// Plate passes left out because every vehicle they would search is settled: full-frame
+    /// passes and vehicle crop passes.
+    pub skipped_plate_passes: u64,
 }
 
 /// Which model a recorded input was prepared for.
@@ -64,6 +70,8 @@ const MIN_CROP_MAGNIFICATION: f32 = 1.25;
 const CROP_MARGIN: f32 = 0.05;
 /// Vehicles smaller than this (pixels, either side) are too small to carry a readable plate.
 const MIN_CROP_SIDE: f32 = 24.0;
+/// A box this close to the frame edge (pixels) may be a vehicle cut off by it.
+const EDGE: f32 = 2.0;
 pub const PLATE_CLASS: &str = "license-plate";
 
 pub struct Engine {
@@ -76,12 +84,25 @@ pub struct Engine {
     order: Vec<usize>,
     /// Per vehicle: the full-frame pass found a plate inside it (plate mode `Auto`).
     has_plate: Vec<bool>,
+    /// Vehicles whose plates are already read (from alprocr's settled event), in this frame's
+    /// pixels: detected vehicles matching one are not searched for plates. Set by the caller
+    /// before [`Engine::run`]; empty searches every vehicle.
+    pub settled: Vec<(u64, BBox)>,
+    /// Per vehicle: it is a settled track's and still looks the same.
+    is_settled: Vec<bool>,
+    filter: SettledFilter,
     /// When set, a copy of every model input, in the order the models ran (for the model-only
     /// bound of `examples/alpr-bench`; never set by the element).
     pub record: Option<Vec<(InputRole, Vec<f32>)>>,
 }
 
 impl Engine {
+    /// Forgets the settled vehicles and their looks (flush, new stream).
+    pub fn forget_settled(&mut self) {
+        self.settled.clear();
+        self.filter.clear();
+    }
+
     pub fn new(vehicle: Detector, plate: Detector, cfg: EngineConfig) -> Self {
         Engine {
             vehicle,
@@ -92,6 +113,9 @@ impl Engine {
             plates: Vec::new(),
             order: Vec::new(),
             has_plate: Vec::new(),
+            settled: Vec::new(),
+            is_settled: Vec::new(),
+            filter: SettledFilter::default(),
             record: None,
         }
     }
@@ -154,11 +178,52 @@ impl Engine {
             v.bbox = v.bbox.clip(frame.width as u32, frame.height as u32);
         }
         self.vehicles.retain(|v| v.bbox.w >= 1.0 && v.bbox.h >= 1.0);
+        match full_lb {
+            Some(lb) => {
+                let (w, h) = (self.vehicle.spec.width, self.vehicle.spec.height);
+                let tensor = self.vehicle.tensor();
+                self.filter.apply(
+                    &self.settled,
+                    &self.vehicles,
+                    |b| settled::signature(tensor, w, h, &lb, b),
+                    &mut self.is_settled,
+                );
+            }
+            None => {
+                self.is_settled.clear();
+                self.is_settled.resize(self.vehicles.len(), false);
+            }
+        }
+        let settled = self.is_settled.iter().filter(|&&s| s).count();
+        self.times.settled_vehicles += settled as u64;
+        // Nothing to read when every vehicle in view is settled (read already) or, in plate mode
+        // auto, a whole vehicle smaller than `min_vehicle_width` both ways (its plate is too
+        // small to read): the full-frame pass is left out then. A vehicle cut off by the frame
+        // edge may be larger than its box, and with no vehicle at all the pass still runs, so a
+        // car the vehicle model misses keeps its plate.
+        let auto = cfg.plate_mode == PlateMode::Auto;
+        let (fw, fh) = (frame.width as f32, frame.height as f32);
+        let small = |b: &BBox| {
+            b.w < cfg.min_vehicle_width
+                && b.h < cfg.min_vehicle_width
+                && b.x > EDGE
+                && b.y > EDGE
+                && b.x2() < fw - EDGE
+                && b.y2() < fh - EDGE
+        };
+        let nothing_to_read = !self.vehicles.is_empty()
+            && self
+                .vehicles
+                .iter()
+                .zip(&self.is_settled)
+                .all(|(v, &settled)| settled || (auto && small(&v.bbox)));
 
         // Full-frame plate pass: same region and input size as the vehicle pass, so its input is
         // derived from the vehicle input instead of resampling the frame again.
         self.plates.clear();
-        if cfg.plate_mode != PlateMode::Vehicles {
+        if cfg.plate_mode != PlateMode::Vehicles && nothing_to_read {
+            self.times.skipped_plate_passes += 1;
+        } else if cfg.plate_mode != PlateMode::Vehicles {
             let t0 = Instant::now();
             let lb = match full_lb {
                 Some(vlb) => self
@@ -180,7 +245,6 @@ impl Engine {
             }
         }
         if cfg.plate_mode != PlateMode::FullFrame {
-            let auto = cfg.plate_mode == PlateMode::Auto;
             self.has_plate.clear();
             self.has_plate.resize(self.vehicles.len(), false);
             if auto {
@@ -222,6 +286,10 @@ impl Engine {
                 if cfg.plate_mode != PlateMode::Vehicles
                     && crop_ratio < full_ratio * MIN_CROP_MAGNIFICATION
                 {
+                    continue;
+                }
+                if self.is_settled[vi] {
+                    self.times.skipped_plate_passes += 1;
                     continue;
                 }
                 crops += 1;

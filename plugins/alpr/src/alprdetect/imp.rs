@@ -10,6 +10,7 @@ use super::AlprPlateMode;
 use super::engine::{Engine, EngineConfig};
 use super::model::Detector;
 use super::preprocess::{Layout, YuvMatrix};
+use crate::alprocr::Settled;
 use crate::meta::AlprFrame;
 use crate::models;
 use crate::runtime::Provider;
@@ -29,6 +30,10 @@ const DEFAULT_THREADS: u32 = 0;
 const DEFAULT_INTERVAL: u32 = 1;
 const DEFAULT_MAX_VEHICLE_CROPS: u32 = 8;
 const DEFAULT_MIN_VEHICLE_WIDTH: u32 = 100;
+const DEFAULT_SKIP_SETTLED: bool = true;
+/// Settled boxes further than this from the frame (stream time) are not trusted: the cars have
+/// moved on.
+const SETTLED_MAX_AGE: gst::ClockTime = gst::ClockTime::from_mseconds(500);
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -43,6 +48,7 @@ struct Settings {
     interval: u32,
     max_vehicle_crops: u32,
     min_vehicle_width: u32,
+    skip_settled: bool,
     metrics_address: Option<String>,
 }
 
@@ -60,6 +66,7 @@ impl Default for Settings {
             interval: DEFAULT_INTERVAL,
             max_vehicle_crops: DEFAULT_MAX_VEHICLE_CROPS,
             min_vehicle_width: DEFAULT_MIN_VEHICLE_WIDTH,
+            skip_settled: DEFAULT_SKIP_SETTLED,
             metrics_address: None,
         }
     }
@@ -93,6 +100,8 @@ struct State {
     frame: AlprFrame,
     counters: Counters,
     series: crate::metrics::ElementSeries,
+    /// The last alpr-plates-settled event from downstream (alprocr).
+    settled: Option<Settled>,
 }
 
 #[derive(Default)]
@@ -186,6 +195,8 @@ impl AlprDetect {
                 "plate-inference-ms-per-input",
                 ms_per(t.inference - t.vehicle_inference, plate_inputs),
             )
+            .field("settled-vehicles", t.settled_vehicles)
+            .field("skipped-plate-passes", t.skipped_plate_passes)
             .build()
     }
 }
@@ -303,6 +314,16 @@ impl ObjectImpl for AlprDetect {
                     .default_value(DEFAULT_MIN_VEHICLE_WIDTH)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecBoolean::builder("skip-settled")
+                    .nick("Skip settled vehicles")
+                    .blurb(
+                        "Do not search a vehicle for its plate again once alprocr has read it \
+                         (alprocr settle-reads; told by its upstream alpr-plates-settled event), \
+                         and skip the full-frame plate pass when every vehicle in view is read",
+                    )
+                    .default_value(DEFAULT_SKIP_SETTLED)
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecString::builder("metrics-address")
                     .nick("Metrics address")
                     .blurb(
@@ -317,7 +338,8 @@ impl ObjectImpl for AlprDetect {
                     .blurb(
                         "Frames, detected frames, vehicles, plates, model inputs, and mean \
                          pre-processing and inference time per model input (ms); inputs and \
-                         inference time per model as well",
+                         inference time per model as well; vehicles matched to settled plates \
+                         and the plate passes skipped for them",
                     )
                     .read_only()
                     .build(),
@@ -354,6 +376,7 @@ impl ObjectImpl for AlprDetect {
             "interval" => set!(interval, u32),
             "max-vehicle-crops" => set!(max_vehicle_crops, u32),
             "min-vehicle-width" => set!(min_vehicle_width, u32),
+            "skip-settled" => set!(skip_settled, bool),
             "metrics-address" => set!(metrics_address, Option<String>),
             other => unreachable!("unknown property {other}"),
         }
@@ -376,6 +399,7 @@ impl ObjectImpl for AlprDetect {
             "interval" => s.interval.to_value(),
             "max-vehicle-crops" => s.max_vehicle_crops.to_value(),
             "min-vehicle-width" => s.min_vehicle_width.to_value(),
+            "skip-settled" => s.skip_settled.to_value(),
             "metrics-address" => s.metrics_address.to_value(),
             other => unreachable!("unknown property {other}"),
         }
@@ -430,6 +454,7 @@ impl BaseTransformImpl for AlprDetect {
             frame: AlprFrame::default(),
             counters: Counters::default(),
             series: crate::metrics::ElementSeries::new(&self.obj().name()),
+            settled: None,
         });
         Ok(())
     }
@@ -469,6 +494,36 @@ impl BaseTransformImpl for AlprDetect {
         ok
     }
 
+    fn src_event(&self, event: gst::Event) -> bool {
+        if let Some(settled) = Settled::of(&event) {
+            gst::trace!(
+                CAT,
+                imp = self,
+                "{} settled vehicles at {:?}",
+                settled.vehicles.len(),
+                settled.pts
+            );
+            if let Some(state) = self.state.lock().unwrap().as_mut() {
+                state.settled = Some(settled);
+            }
+            // Meant for the detector; elements further upstream have no use for it.
+            return true;
+        }
+        self.parent_src_event(event)
+    }
+
+    fn sink_event(&self, event: gst::Event) -> bool {
+        if matches!(
+            event.view(),
+            gst::EventView::FlushStop(_) | gst::EventView::StreamStart(_)
+        ) && let Some(state) = self.state.lock().unwrap().as_mut()
+        {
+            state.settled = None;
+            state.engine.forget_settled();
+        }
+        self.parent_sink_event(event)
+    }
+
     fn set_caps(&self, incaps: &gst::Caps, _outcaps: &gst::Caps) -> Result<(), gst::LoggableError> {
         let info = gst_video::VideoInfo::from_caps(incaps)
             .map_err(|_| gst::loggable_error!(CAT, "cannot parse video caps {incaps}"))?;
@@ -488,9 +543,9 @@ impl BaseTransformImpl for AlprDetect {
     fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
         let cfg = {
             let s = self.settings.lock().unwrap();
-            (s.engine_config(), s.interval.max(1) as u64)
+            (s.engine_config(), s.interval.max(1) as u64, s.skip_settled)
         };
-        let (engine_cfg, interval) = cfg;
+        let (engine_cfg, interval, skip_settled) = cfg;
         let mut guard = self.state.lock().unwrap();
         let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
         let (Some(info), Some((layout, matrix))) = (state.info.as_ref(), state.layout) else {
@@ -530,6 +585,18 @@ impl BaseTransformImpl for AlprDetect {
                 })?;
             let view = crate::video::frame_view(&vframe, layout, matrix);
             state.engine.cfg = engine_cfg;
+            state.engine.settled.clear();
+            if skip_settled
+                && let Some(s) = &state.settled
+                && s.width == info.width()
+                && s.height == info.height()
+                && match (s.pts, buf.pts()) {
+                    (Some(a), Some(b)) => a.absdiff(b) <= SETTLED_MAX_AGE,
+                    _ => true,
+                }
+            {
+                state.engine.settled.extend_from_slice(&s.vehicles);
+            }
             let State { engine, frame, .. } = state;
             if let Err(e) = engine.run(&view, &mut frame.objects) {
                 drop(vframe);

@@ -9,6 +9,7 @@ pub mod engine;
 mod imp;
 pub mod model;
 pub mod preprocess;
+pub mod settled;
 
 /// Where the plate model looks (property `plate-mode`).
 #[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]

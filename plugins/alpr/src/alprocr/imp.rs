@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
+use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
 use std::time::Instant;
 
@@ -8,12 +9,12 @@ use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 
-use super::AlprOcrEmit;
 use super::engine::OcrEngine;
 use super::ocrmodel::{self, RgbView};
 use super::tracks::{Crop, Emission, Extras, Observation, Tracks, VehicleInfo};
 use super::vehicles::VehicleTracks;
 use super::vote::{EmitMode, FormatMode, PlateFormat, VoteRead, VoterConfig};
+use super::{AlprOcrEmit, Settled};
 use crate::alprdetect::preprocess::{Layout, Preprocessor, YuvMatrix};
 use crate::event::{self, EventImages, PlateEvent, VehicleTrackEvent};
 use crate::meta::{AlprFrame, BBox, ObjectKind};
@@ -42,6 +43,11 @@ const DEFAULT_VEHICLE_IMAGE: bool = false;
 const DEFAULT_FRAME_IMAGE: bool = false;
 const DEFAULT_IMAGE_MAX_SIDE: u32 = 1280;
 const DEFAULT_VEHICLE_EVENTS: bool = false;
+const DEFAULT_SETTLE_READS: u32 = 3;
+const DEFAULT_SETTLE_UNREAD: u32 = 10;
+/// A vehicle left alone as unreadable is searched again once its box has grown by this factor
+/// (it is coming closer).
+const UNREAD_REGROWTH: f32 = 1.3;
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -64,6 +70,8 @@ struct Settings {
     frame_image: bool,
     image_max_side: u32,
     vehicle_events: bool,
+    settle_reads: u32,
+    settle_unread: u32,
 }
 
 impl Default for Settings {
@@ -88,6 +96,8 @@ impl Default for Settings {
             frame_image: DEFAULT_FRAME_IMAGE,
             image_max_side: DEFAULT_IMAGE_MAX_SIDE,
             vehicle_events: DEFAULT_VEHICLE_EVENTS,
+            settle_reads: DEFAULT_SETTLE_READS,
+            settle_unread: DEFAULT_SETTLE_UNREAD,
         }
     }
 }
@@ -153,6 +163,15 @@ struct State {
     counters: Counters,
     series: crate::metrics::ElementSeries,
     events_series: prometheus::IntCounter,
+    /// The vehicles of the last frame whose plates are settled (reused), and whether the last
+    /// event sent upstream named any.
+    settled: Settled,
+    settled_sent: bool,
+    /// Vehicle tracks that got a read in the current frame (reused).
+    read_tracks: Vec<u64>,
+    /// Per vehicle track without a read: detected frames searched in vain since its box last
+    /// grew, and that box's area.
+    unread: HashMap<u64, (u32, f32)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -326,6 +345,62 @@ impl AlprOcr {
         }
     }
 
+    /// The upstream event naming this frame's vehicles whose plates are settled: sent while
+    /// there are any, and once, empty, when the last one is gone.
+    fn settled_event(
+        state: &mut State,
+        frame: &AlprFrame,
+        pts: Option<gst::ClockTime>,
+    ) -> Option<gst::Event> {
+        let (reads, unread) = (state.settings.settle_reads, state.settings.settle_unread);
+        if (reads == 0 && unread == 0) || !frame.tracked {
+            return None;
+        }
+        if frame.detected && unread > 0 {
+            // Vehicles searched in vain: counted per detected frame, restarted when the box grows.
+            let mut seen = 0;
+            for v in frame.vehicles().filter(|v| v.track_id != 0 && !v.predicted) {
+                if state.read_tracks.contains(&v.track_id) || state.tracks.is_settled(v.track_id) {
+                    state.unread.remove(&v.track_id);
+                    continue;
+                }
+                seen += 1;
+                let area = v.bbox.area();
+                let e = state.unread.entry(v.track_id).or_insert((0, area));
+                if area > e.1 * UNREAD_REGROWTH {
+                    *e = (0, area);
+                }
+                e.0 += 1;
+            }
+            // Tracks gone from view are forgotten (bounded by the vehicles in view).
+            if state.unread.len() > seen {
+                let in_view: Vec<u64> = frame.vehicles().map(|v| v.track_id).collect();
+                state.unread.retain(|id, _| in_view.contains(id));
+            }
+        }
+        let settled = &mut state.settled;
+        settled.vehicles.clear();
+        settled.vehicles.extend(
+            frame
+                .vehicles()
+                .filter(|v| {
+                    v.track_id != 0
+                        && (state.tracks.is_settled(v.track_id)
+                            || (unread > 0
+                                && state.unread.get(&v.track_id).is_some_and(|e| e.0 >= unread)))
+                })
+                .map(|v| (v.track_id, v.bbox)),
+        );
+        if settled.vehicles.is_empty() && !state.settled_sent {
+            return None;
+        }
+        state.settled_sent = !settled.vehicles.is_empty();
+        settled.pts = pts;
+        settled.width = frame.width;
+        settled.height = frame.height;
+        Some(settled.to_event())
+    }
+
     /// Reads the plates of one frame; returns the events decided on it.
     fn process(
         &self,
@@ -342,6 +417,7 @@ impl AlprOcr {
             .map(|(i, _)| i)
             .collect();
         let mut emissions = Vec::new();
+        state.read_tracks.clear();
         if !plates.is_empty() {
             let (Some(info), Some((layout, matrix))) = (state.info.as_ref(), state.layout) else {
                 return Err("received a buffer before caps were negotiated".into());
@@ -473,6 +549,7 @@ impl AlprOcr {
                         obs.extras.frame = grab(BBox::new(0.0, 0.0, w, h));
                     }
                 }
+                state.read_tracks.push(obj.track_id);
                 if let Some(e) = state.tracks.observe(obj.track_id, obs) {
                     emissions.push(e);
                 }
@@ -821,6 +898,31 @@ impl ObjectImpl for AlprOcr {
                     .default_value(DEFAULT_VEHICLE_EVENTS)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecUInt::builder("settle-reads")
+                    .nick("Settle reads")
+                    .blurb(
+                        "Identical reads (a clear majority of the track's reads) after which a \
+                         vehicle's plate counts as read: alprdetect, told by an upstream \
+                         alpr-plates-settled event, stops searching that vehicle for plates \
+                         while it stays in view. 0 = never (every vehicle is searched in every \
+                         frame)",
+                    )
+                    .maximum(1000)
+                    .default_value(DEFAULT_SETTLE_READS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("settle-unread")
+                    .nick("Settle unread")
+                    .blurb(
+                        "Detected frames a vehicle is searched without any plate read before it \
+                         is left alone as well (told to alprdetect like a read plate); it is \
+                         searched again once its box grows by a third (coming closer) or it \
+                         looks different. 0 = never",
+                    )
+                    .maximum(100_000)
+                    .default_value(DEFAULT_SETTLE_UNREAD)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
                     .blurb(
@@ -876,6 +978,8 @@ impl ObjectImpl for AlprOcr {
             "frame-image" => set!(frame_image, bool),
             "image-max-side" => set!(image_max_side, u32),
             "vehicle-events" => set!(vehicle_events, bool),
+            "settle-reads" => set!(settle_reads, u32),
+            "settle-unread" => set!(settle_unread, u32),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -905,6 +1009,8 @@ impl ObjectImpl for AlprOcr {
             "frame-image" => s.frame_image.to_value(),
             "image-max-side" => s.image_max_side.to_value(),
             "vehicle-events" => s.vehicle_events.to_value(),
+            "settle-reads" => s.settle_reads.to_value(),
+            "settle-unread" => s.settle_unread.to_value(),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -956,7 +1062,11 @@ impl BaseTransformImpl for AlprOcr {
         let settings_camera = settings.camera_id.clone();
         *self.state.lock().unwrap() = Some(State {
             engine,
-            tracks: Tracks::new(voter),
+            tracks: {
+                let mut t = Tracks::new(voter);
+                t.set_settle_reads(settings.settle_reads as usize);
+                t
+            },
             settings,
             source,
             layout: None,
@@ -974,6 +1084,10 @@ impl BaseTransformImpl for AlprOcr {
             events_series: crate::metrics::get()
                 .events
                 .with_label_values(&[self.obj().name().as_str(), settings_camera.as_str()]),
+            settled: Settled::default(),
+            settled_sent: false,
+            read_tracks: Vec::new(),
+            unread: HashMap::new(),
         });
         Ok(())
     }
@@ -1027,6 +1141,7 @@ impl BaseTransformImpl for AlprOcr {
                     s.vehicles.clear();
                     s.pending_vehicles.clear();
                     s.last_memories.clear();
+                    s.unread.clear();
                 }
             }
             _ => {}
@@ -1064,8 +1179,20 @@ impl BaseTransformImpl for AlprOcr {
             .series
             .processing
             .observe(started.elapsed().as_secs_f64());
+        let settled = Self::settled_event(state, &frame, buf.pts());
         drop(guard);
 
+        // Before the frame goes on: in a plain chain alprdetect has it for the next frame.
+        if let Some(ev) = settled
+            && !self.obj().sink_pad().push_event(ev)
+        {
+            gst::trace!(
+                CAT,
+                imp = self,
+                "nobody upstream takes {}",
+                super::SETTLED_EVENT
+            );
+        }
         frame.write(buf).map_err(|e| {
             gst::element_imp_error!(self, gst::CoreError::Failed, ("cannot attach meta: {e}"));
             gst::FlowError::Error

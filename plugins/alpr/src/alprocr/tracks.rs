@@ -86,6 +86,9 @@ struct TrackState {
     last_seen_ms: i64,
     candidates: Vec<Candidate>,
     revision: Option<u32>,
+    /// The plate is read: at least `settle_reads` reads agree exactly with the current decision
+    /// and they are most of its cluster (see [`Tracks::is_settled`]).
+    settled: bool,
 }
 
 /// A decided event (without id and key, which the element assigns) and its crop.
@@ -99,6 +102,8 @@ pub struct Emission {
 #[derive(Debug, Default)]
 pub struct Tracks {
     cfg: VoterConfig,
+    /// Agreeing reads after which a track counts as settled; 0 = never.
+    settle_reads: usize,
     tracks: HashMap<u64, TrackState>,
     /// Segments started per tracker id by splits.
     segments: HashMap<u64, u64>,
@@ -108,9 +113,25 @@ impl Tracks {
     pub fn new(cfg: VoterConfig) -> Self {
         Tracks {
             cfg,
+            settle_reads: 0,
             tracks: HashMap::new(),
             segments: HashMap::new(),
         }
+    }
+
+    /// Reads that must agree before a track counts as settled (0: never).
+    pub fn set_settle_reads(&mut self, reads: usize) {
+        self.settle_reads = reads;
+        for s in self.tracks.values_mut() {
+            s.settled = s.is_settled(reads);
+        }
+    }
+
+    /// Whether track `track_id`'s plate is read well enough that more reads would not change
+    /// it: at least `settle_reads` reads agree exactly with the current decision and they are
+    /// more than half of its length cluster. Detection can stop searching that vehicle.
+    pub fn is_settled(&self, track_id: u64) -> bool {
+        self.tracks.get(&track_id).is_some_and(|s| s.settled)
     }
 
     pub fn open_tracks(&self) -> usize {
@@ -131,6 +152,15 @@ impl Tracks {
     /// Adds a read to track `track_id`; returns an event when the emit policy decides now.
     /// Track 0 (no tracker upstream) is one event per read.
     pub fn observe(&mut self, track_id: u64, obs: Observation) -> Option<Emission> {
+        let out = self.observe_read(track_id, obs);
+        let reads = self.settle_reads;
+        if let Some(s) = self.tracks.get_mut(&track_id) {
+            s.settled = s.is_settled(reads);
+        }
+        out
+    }
+
+    fn observe_read(&mut self, track_id: u64, obs: Observation) -> Option<Emission> {
         if track_id == 0 {
             let mut state = TrackState::new(TrackVoter::new(self.cfg.clone()), obs.seen_ms, 0);
             let decision = match state.add(obs) {
@@ -222,7 +252,17 @@ impl TrackState {
             last_seen_ms: now_ms,
             candidates: Vec::new(),
             revision: None,
+            settled: false,
         }
+    }
+
+    fn is_settled(&self, settle_reads: usize) -> bool {
+        settle_reads > 0
+            && self.doubtful.is_empty()
+            && self
+                .voter
+                .current()
+                .is_some_and(|d| d.reads >= settle_reads && 2 * d.reads > d.cluster_reads)
     }
 
     fn add(&mut self, obs: Observation) -> Option<Decision> {
@@ -440,5 +480,27 @@ mod tests {
             .collect();
         assert_eq!(ev, ["A1", "B2"]);
         assert_eq!(t.open_tracks(), 0);
+    }
+
+    #[test]
+    fn a_track_settles_after_agreeing_reads_and_unsettles_on_disagreement() {
+        let mut t = Tracks::new(VoterConfig::default());
+        t.observe(3, obs("AB123", 0.9, 0.5, 1));
+        t.observe(3, obs("AB123", 0.9, 0.5, 2));
+        assert!(!t.is_settled(3), "off by default");
+        t.set_settle_reads(3);
+        assert!(!t.is_settled(3), "two reads are not three");
+        t.observe(3, obs("AB128", 0.9, 0.5, 3));
+        assert!(!t.is_settled(3), "two of three agree");
+        t.observe(3, obs("AB123", 0.9, 0.5, 4));
+        assert!(t.is_settled(3), "three of four agree");
+        // As many disagreeing reads as agreeing ones: no clear majority, not settled.
+        for f in 5..7 {
+            t.observe(3, obs("AB128", 0.9, 0.5, f));
+        }
+        assert!(!t.is_settled(3));
+        assert!(!t.is_settled(4), "unknown track");
+        t.end(3);
+        assert!(!t.is_settled(3), "ended track");
     }
 }
