@@ -8,8 +8,11 @@
 //! coarse grey-level signature (8 x 8 cell means of its box in the vehicle model's input,
 //! normalised), compared by correlation. A track's reference signature is taken the first time
 //! it is skipped, and only if the vehicle also looked the same in the previous detected frame.
-//! Once a track's vehicle no longer matches its reference, detection searches it in every frame
-//! again until alprocr stops naming that track (its plate is no longer settled, or it ended).
+//! When the vehicle no longer matches its reference it is searched in that frame and the next
+//! two, then skipped again (with a new reference) once it looks steady from one frame to the
+//! next. A car that turns or comes closer is so searched again now and then, from new
+//! viewpoints; a car the track jumped to gets three reads, enough for alprocr to stop naming the
+//! track as settled when they disagree with its decision (or to split the track, `tracks.rs`).
 
 use super::decode::RawDet;
 use super::preprocess::Letterbox;
@@ -24,6 +27,10 @@ const MATCH_IOU: f32 = 0.5;
 /// Correlation above which two signatures show the same vehicle. Consecutive frames of one car
 /// score above 0.95; different cars in the same place mostly below 0.8.
 const SAME_LOOK: f32 = 0.9;
+/// Frames a settled vehicle is searched after its look changed: as many as alprocr's default
+/// `settle-reads`, so that a car the track jumped to gets enough reads to unsettle the track
+/// (or to settle its own plate).
+const RECHECK: u32 = 3;
 /// Boxes smaller than this in the model input (pixels, either side) give no signature.
 const MIN_SIDE: f32 = 8.0;
 
@@ -76,9 +83,13 @@ pub fn similarity(a: &Signature, b: &Signature) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-/// A settled track's look when detection first skipped it; `None` once it changed (searched
-/// again from then on).
-type Held = Option<Signature>;
+#[derive(Debug, Clone)]
+enum Held {
+    /// Skipped; the vehicle's look when it was first skipped.
+    Same(Box<Signature>),
+    /// Its look changed: searched in this many more frames before it may be skipped again.
+    Recheck(u32),
+}
 
 /// Decides per frame which vehicles are settled (see the module docs). Reuses its buffers.
 #[derive(Debug, Default)]
@@ -131,26 +142,27 @@ impl SettledFilter {
             };
             self.taken[vi] = true;
             let cur = self.cur[vi];
-            // `Some(held)`: what to remember about the track; `skip`: leave the vehicle alone.
+            // `state`: what to keep about the track; `skip`: leave the vehicle alone.
             let (state, skip) = match (held, cur) {
                 // No look this frame (too small, no contrast): searched, nothing learnt.
                 (held, None) => (held, false),
-                (Some(None), Some(_)) => (Some(None), false),
-                (Some(Some(reference)), Some(c)) => {
-                    let same = similarity(&c, &reference) >= SAME_LOOK;
-                    (Some(same.then_some(reference)), same)
+                (Some(Held::Same(reference)), Some(c))
+                    if similarity(&c, &reference) >= SAME_LOOK =>
+                {
+                    (Some(Held::Same(reference)), true)
                 }
-                // First skip: the vehicle must also have looked the same a frame ago, else the
-                // track may have jumped to this car just now. Without a previous look, wait.
-                (None, Some(c)) => {
-                    let same = best_match(&vehicles[vi].bbox, self.prev.iter().map(|p| &p.0), &[])
-                        .and_then(|pi| self.prev[pi].1)
-                        .map(|p| similarity(&c, &p) >= SAME_LOOK);
-                    match same {
-                        Some(true) => (Some(Some(c)), true),
-                        Some(false) => (Some(None), false),
-                        None => (None, false),
-                    }
+                // It changed since it was first skipped: searched in this and the next frames.
+                (Some(Held::Same(_)), Some(_)) => (Some(Held::Recheck(RECHECK - 1)), false),
+                (Some(Held::Recheck(n)), Some(_)) if n > 0 => (Some(Held::Recheck(n - 1)), false),
+                // First skip (or after the re-check): the vehicle must also have looked the same
+                // a frame ago, else the track may have jumped to this car just now. Without a
+                // previous look, wait.
+                (Some(Held::Recheck(_)) | None, Some(c)) => {
+                    let steady =
+                        best_match(&vehicles[vi].bbox, self.prev.iter().map(|p| &p.0), &[])
+                            .and_then(|pi| self.prev[pi].1)
+                            .is_some_and(|p| similarity(&c, &p) >= SAME_LOOK);
+                    (steady.then_some(Held::Same(Box::new(c))), steady)
                 }
             };
             out[vi] = skip;
@@ -255,14 +267,19 @@ mod tests {
         assert_eq!(out, [true]);
         f.apply(&settled, &car, |bb| box_of(&a, bb), &mut out);
         assert_eq!(out, [true]);
-        // A different car under the same track (a cut): searched, and stays searched.
+        // A different car under the same track (a cut): searched at the change and in the next
+        // RECHECK - 1 frames, then skipped again while it looks steady, unless alprocr stops
+        // naming the track (it does when those reads disagree with its decision).
+        for _ in 0..RECHECK {
+            f.apply(&settled, &car, |bb| box_of(&b, bb), &mut out);
+            assert_eq!(out, [false]);
+        }
         f.apply(&settled, &car, |bb| box_of(&b, bb), &mut out);
-        assert_eq!(out, [false]);
-        f.apply(&settled, &car, |bb| box_of(&b, bb), &mut out);
-        assert_eq!(out, [false]);
-        // Once the track is no longer settled, a new settled track starts afresh.
-        f.apply(&[], &car, |bb| box_of(&b, bb), &mut out);
+        assert_eq!(out, [true]);
+        f.apply(&[], &car, |bb| box_of(&a, bb), &mut out);
         let settled = [(8, BBox::new(10.0, 10.0, 16.0, 16.0))];
+        f.apply(&settled, &car, |bb| box_of(&b, bb), &mut out);
+        assert_eq!(out, [false], "no steady look yet");
         f.apply(&settled, &car, |bb| box_of(&b, bb), &mut out);
         assert_eq!(out, [true]);
         // A settled box far from every vehicle matches none.
@@ -272,7 +289,7 @@ mod tests {
     }
 
     #[test]
-    fn a_track_that_jumped_to_another_car_is_not_skipped() {
+    fn a_track_that_jumped_to_another_car_is_searched_at_the_jump() {
         let lb = identity();
         let mut f = SettledFilter::default();
         let mut out = Vec::new();
@@ -280,11 +297,18 @@ mod tests {
         let a = scene(&[(10, 10, 1)]);
         let b = scene(&[(10, 10, 2)]);
         f.apply(&[], &car, |bb| signature(&a, W, H, &lb, bb), &mut out);
-        // Settled arrives with the frame where the car changed: no skip, ever, for that track.
+        // Settled arrives with the frame where the car changed: searched there.
         let settled = [(3, BBox::new(10.0, 10.0, 16.0, 16.0))];
         f.apply(&settled, &car, |bb| signature(&b, W, H, &lb, bb), &mut out);
         assert_eq!(out, [false]);
-        f.apply(&settled, &car, |bb| signature(&b, W, H, &lb, bb), &mut out);
+        // A box without a look (flat) is searched and teaches nothing.
+        let flat = vec![100.0; 3 * W * H];
+        f.apply(
+            &settled,
+            &car,
+            |bb| signature(&flat, W, H, &lb, bb),
+            &mut out,
+        );
         assert_eq!(out, [false]);
     }
 }

@@ -48,6 +48,10 @@ const DEFAULT_SETTLE_UNREAD: u32 = 10;
 /// A vehicle left alone as unreadable is searched again once its box has grown by this factor
 /// (it is coming closer).
 const UNREAD_REGROWTH: f32 = 1.3;
+/// Reads below this confidence do not count against `settle-unread`: plates too small or too
+/// blurred to read give reads of 0.1-0.3 (roundabout.mp4: 90% under 0.23), readable ones about
+/// 1.0 (the EU slideshow: 96% at 0.7 or more).
+const PROMISING_READ: f32 = 0.5;
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -167,10 +171,10 @@ struct State {
     /// event sent upstream named any.
     settled: Settled,
     settled_sent: bool,
-    /// Vehicle tracks that got a read in the current frame (reused).
+    /// Vehicle tracks that got a promising read in the current frame (reused).
     read_tracks: Vec<u64>,
-    /// Per vehicle track without a read: detected frames searched in vain since its box last
-    /// grew, and that box's area.
+    /// Per vehicle track without a promising read: detected frames searched in vain since its
+    /// box last grew, and that box's area.
     unread: HashMap<u64, (u32, f32)>,
 }
 
@@ -549,7 +553,19 @@ impl AlprOcr {
                         obs.extras.frame = grab(BBox::new(0.0, 0.0, w, h));
                     }
                 }
-                state.read_tracks.push(obj.track_id);
+                gst::log!(
+                    CAT,
+                    imp = self,
+                    "frame {}: track {} read {} (confidence {:.2}, quality {:.2})",
+                    frame.frame_number,
+                    obj.track_id,
+                    obs.read.text,
+                    obs.read.confidence,
+                    quality
+                );
+                if obs.read.confidence >= PROMISING_READ {
+                    state.read_tracks.push(obj.track_id);
+                }
                 if let Some(e) = state.tracks.observe(obj.track_id, obs) {
                     emissions.push(e);
                 }
@@ -914,8 +930,8 @@ impl ObjectImpl for AlprOcr {
                 glib::ParamSpecUInt::builder("settle-unread")
                     .nick("Settle unread")
                     .blurb(
-                        "Detected frames a vehicle is searched without any plate read before it \
-                         is left alone as well (told to alprdetect like a read plate); it is \
+                        "Detected frames a vehicle is searched without a plate read of \
+                         confidence 0.5 or more before it is left alone as well (told to alprdetect like a read plate); it is \
                          searched again once its box grows by a third (coming closer) or it \
                          looks different. 0 = never",
                     )
