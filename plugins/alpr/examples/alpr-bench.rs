@@ -22,7 +22,10 @@
 //! exactly as in the pipeline (same detector passes, same OCR batches, recorded while running
 //! the engine untimed), then bare ONNX Runtime sessions with the same options run those inputs,
 //! timed, while the decoder is blocked. Frames per second of model time is the most any
-//! pipeline with these models and these invocations can do.
+//! pipeline with these models and these invocations can do. Which vehicles alprdetect leaves
+//! alone (`skip-settled`) depends on what alprocr has read, so a first pass runs the real
+//! `alprdetect ! alprtrack ! alprocr` chain and records, per frame, the settled vehicles
+//! alprdetect used; the replay gives the engine the same ones.
 
 #[path = "common/pipeline.rs"]
 mod common;
@@ -37,6 +40,7 @@ use gstalpr::alprdetect::AlprPlateMode;
 use gstalpr::alprdetect::engine::{Engine, EngineConfig, InputRole};
 use gstalpr::alprdetect::model::Detector;
 use gstalpr::alprdetect::preprocess::Preprocessor;
+use gstalpr::alprocr::Settled;
 use gstalpr::alprocr::engine::OcrEngine;
 use gstalpr::alprocr::ocrmodel::{self, RgbView};
 use gstalpr::meta::{AlprObject, BBox, ObjectKind};
@@ -547,7 +551,90 @@ fn run_f32(s: &mut ort::session::Session, shape: [usize; 4], data: &[f32]) -> Re
     Ok(())
 }
 
+/// Track ids and boxes of the vehicles alprdetect leaves alone on one frame.
+type SettledVehicles = Vec<(u64, BBox)>;
+
+/// The settled vehicles alprdetect uses on each of the first `o.frames` frames of the real
+/// `alprdetect ! alprtrack ! alprocr` chain (alprocr's upstream `alpr-plates-settled` events,
+/// as alprdetect accepts them), so that the bound replays the same plate passes.
+fn settled_per_frame(o: &Opts) -> Res<Vec<SettledVehicles>> {
+    let q = format!("\"{}\"", o.video.replace('\\', "\\\\").replace('"', "\\\""));
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location={q} ! decodebin ! alprdetect name=detect threads={t} ! \
+         alprtrack name=track ! alprocr name=ocr threads={t} ! fakesink",
+        t = o.threads
+    ))?
+    .downcast::<gst::Pipeline>()
+    .map_err(|_| "not a pipeline")?;
+    apply_props(&pipeline, &o.props)?;
+    let detect = pipeline.by_name("detect").ok_or("no alprdetect")?;
+    let enabled: bool = detect.property("skip-settled");
+    let latest: Arc<Mutex<Option<Settled>>> = Arc::default();
+    let log: Arc<Mutex<Vec<SettledVehicles>>> = Arc::default();
+    {
+        let latest = latest.clone();
+        detect.static_pad("src").ok_or("no src pad")?.add_probe(
+            gst::PadProbeType::EVENT_UPSTREAM,
+            move |_, info| {
+                if let Some(gst::PadProbeData::Event(ev)) = &info.data
+                    && let Some(s) = Settled::of(ev)
+                {
+                    *latest.lock().unwrap() = Some(s);
+                }
+                gst::PadProbeReturn::Ok
+            },
+        );
+    }
+    {
+        let (log, limit) = (log.clone(), o.frames);
+        detect.static_pad("sink").ok_or("no sink pad")?.add_probe(
+            gst::PadProbeType::BUFFER,
+            move |pad, info| {
+                let mut log = log.lock().unwrap();
+                if limit.is_some_and(|l| log.len() as u64 >= l) {
+                    if log.len() as u64 == limit.unwrap_or(0) {
+                        log.push(Vec::new()); // marks the EOS as sent
+                        pad.send_event(gst::event::Eos::new());
+                    }
+                    return gst::PadProbeReturn::Handled;
+                }
+                let size = pad
+                    .current_caps()
+                    .and_then(|c| gst_video::VideoInfo::from_caps(&c).ok())
+                    .map(|i| (i.width(), i.height()));
+                let pts = info.buffer().and_then(|b| b.pts());
+                let used = match (&*latest.lock().unwrap(), size) {
+                    (Some(s), Some((w, h))) if enabled && s.usable_for(w, h, pts) => {
+                        s.vehicles.clone()
+                    }
+                    _ => Vec::new(),
+                };
+                log.push(used);
+                gst::PadProbeReturn::Ok
+            },
+        );
+    }
+    pipeline.set_state(gst::State::Playing)?;
+    let bus = pipeline.bus().ok_or("no bus")?;
+    let result = loop {
+        let Some(msg) = bus.timed_pop(gst::ClockTime::from_seconds(600)) else {
+            break Err("the settled-events pass did not finish in 10 minutes".into());
+        };
+        match msg.view() {
+            gst::MessageView::Eos(_) => break Ok(()),
+            gst::MessageView::Error(e) => break Err(format!("{} ({:?})", e.error(), e.debug())),
+            _ => {}
+        }
+    };
+    pipeline.set_state(gst::State::Null)?;
+    result?;
+    let mut log = std::mem::take(&mut *log.lock().unwrap());
+    log.truncate(o.frames.map_or(usize::MAX, |l| l as usize));
+    Ok(log)
+}
+
 fn bound(o: &Opts) -> Res<Value> {
+    let settled = settled_per_frame(o)?;
     // The effective element configuration: defaults plus the overrides, read from real elements.
     let detect = gst::ElementFactory::make("alprdetect").build()?;
     let ocr = gst::ElementFactory::make("alprocr").build()?;
@@ -659,6 +746,10 @@ fn bound(o: &Opts) -> Res<Value> {
             let buffer = sample.buffer().ok_or("sample without buffer")?;
             let vframe = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info)?;
             let view = gstalpr::video::frame_view(&vframe, layout, matrix);
+            engine.settled.clear();
+            if let Some(s) = settled.get(index as usize) {
+                engine.settled.extend_from_slice(s);
+            }
             engine.record = Some(Vec::new());
             engine.run(&view, &mut objects)?;
             let mut work = FrameWork {

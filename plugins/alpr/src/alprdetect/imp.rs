@@ -31,9 +31,6 @@ const DEFAULT_INTERVAL: u32 = 1;
 const DEFAULT_MAX_VEHICLE_CROPS: u32 = 8;
 const DEFAULT_MIN_VEHICLE_WIDTH: u32 = 100;
 const DEFAULT_SKIP_SETTLED: bool = true;
-/// Settled boxes further than this from the frame (stream time) are not trusted: the cars have
-/// moved on.
-const SETTLED_MAX_AGE: gst::ClockTime = gst::ClockTime::from_mseconds(500);
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -588,12 +585,7 @@ impl BaseTransformImpl for AlprDetect {
             state.engine.settled.clear();
             if skip_settled
                 && let Some(s) = &state.settled
-                && s.width == info.width()
-                && s.height == info.height()
-                && match (s.pts, buf.pts()) {
-                    (Some(a), Some(b)) => a.absdiff(b) <= SETTLED_MAX_AGE,
-                    _ => true,
-                }
+                && s.usable_for(info.width(), info.height(), buf.pts())
             {
                 state.engine.settled.extend_from_slice(&s.vehicles);
             }

@@ -51,6 +51,20 @@ impl Settled {
         gst::event::CustomUpstream::new(s)
     }
 
+    /// Boxes further than this from the frame they are applied to (stream time) are stale.
+    pub const MAX_AGE: gst::ClockTime = gst::ClockTime::from_mseconds(500);
+
+    /// Whether these boxes may be used for a `width` x `height` frame with timestamp `pts`:
+    /// same frame size, and timestamps (where both exist) at most [`Settled::MAX_AGE`] apart.
+    pub fn usable_for(&self, width: u32, height: u32, pts: Option<gst::ClockTime>) -> bool {
+        self.width == width
+            && self.height == height
+            && match (self.pts, pts) {
+                (Some(a), Some(b)) => a.absdiff(b) <= Self::MAX_AGE,
+                _ => true,
+            }
+    }
+
     /// Reads a [`SETTLED_EVENT`] event; `None` for any other event or a malformed one.
     pub fn of(event: &gst::EventRef) -> Option<Settled> {
         let s = event.structure()?;
