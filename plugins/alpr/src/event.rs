@@ -26,9 +26,7 @@ pub const VEHICLE_EVENT_STRUCT: &str = "alpr-vehicle-event";
 /// Registers the events metas (from `plugin_init`).
 pub fn register() {
     for name in [EVENTS_META, VEHICLE_EVENTS_META] {
-        if !gst::meta::CustomMeta::is_registered(name) {
-            gst::meta::CustomMeta::register(name, &[]);
-        }
+        crate::meta::register_custom_meta(name);
     }
 }
 

@@ -34,10 +34,19 @@ pub const OBJECT_STRUCT: &str = "alpr-object";
 /// Name of the parameter structure attached to each ROI meta.
 pub const ROI_PARAM: &str = "detection";
 
-/// Registers the custom metas. Called once from `plugin_init`; registering twice is harmless.
+/// Registers the custom metas. Called once from `plugin_init`; calling it again, from any
+/// thread, is harmless.
 pub fn register() {
-    if !gst::meta::CustomMeta::is_registered(FRAME_META) {
-        gst::meta::CustomMeta::register(FRAME_META, &[]);
+    register_custom_meta(FRAME_META);
+}
+
+/// Registers custom meta `name` unless it is registered. Serialised: two threads that both find
+/// it missing (parallel tests) would otherwise both register it, which GLib reports as critical.
+pub(crate) fn register_custom_meta(name: &str) {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if !gst::meta::CustomMeta::is_registered(name) {
+        gst::meta::CustomMeta::register(name, &[]);
     }
 }
 
