@@ -458,3 +458,82 @@ fn auto_plate_mode_searches_only_where_needed() {
         "auto ran the plate model {auto_inputs} times, both {both_inputs}"
     );
 }
+
+/// Far traffic (motorway.mp4 from an overpass): on frames where every vehicle is whole and
+/// under min-vehicle-width both ways, plate-mode auto runs no plate pass at all, on every other
+/// frame it runs the full-frame pass; plate-mode both always does.
+#[test]
+fn no_plate_pass_while_only_small_vehicles_are_in_view() {
+    common::init();
+    let run = |mode: &str| {
+        let pipeline = gst::parse::launch(&format!(
+            "filesrc location=\"{}\" ! decodebin ! videoconvert ! \
+             alprdetect name=d plate-mode={mode} ! fakesink",
+            common::media("motorway.mp4").display()
+        ))
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+        // (frames with only small whole vehicles, plates found on them, frames)
+        let seen = Arc::new(Mutex::new((0u64, 0u64, 0u64)));
+        let seen2 = seen.clone();
+        pipeline
+            .by_name("d")
+            .unwrap()
+            .static_pad("src")
+            .unwrap()
+            .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                let frame = AlprFrame::read(info.buffer().unwrap()).unwrap().unwrap();
+                let (w, h) = (frame.width as f32, frame.height as f32);
+                let small = |b: &BBox| {
+                    b.w < 100.0
+                        && b.h < 100.0
+                        && b.x > 2.0
+                        && b.y > 2.0
+                        && b.x2() < w - 2.0
+                        && b.y2() < h - 2.0
+                };
+                let mut s = seen2.lock().unwrap();
+                s.2 += 1;
+                if frame.vehicles().count() > 0 && frame.vehicles().all(|v| small(&v.bbox)) {
+                    s.0 += 1;
+                    s.1 += frame.plates().count() as u64;
+                }
+                gst::PadProbeReturn::Ok
+            });
+        pipeline.set_state(gst::State::Playing).unwrap();
+        for msg in pipeline
+            .bus()
+            .unwrap()
+            .iter_timed(gst::ClockTime::from_seconds(300))
+        {
+            match msg.view() {
+                gst::MessageView::Eos(_) => break,
+                gst::MessageView::Error(e) => panic!("{} {:?}", e.error(), e.debug()),
+                _ => {}
+            }
+        }
+        let stats = pipeline
+            .by_name("d")
+            .unwrap()
+            .property::<gst::Structure>("stats");
+        pipeline.set_state(gst::State::Null).unwrap();
+        let s = *seen.lock().unwrap();
+        println!("{mode}: {s:?} {stats}");
+        (s, stats.get::<u64>("skipped-plate-passes").unwrap())
+    };
+    let ((small_frames, small_plates, frames), skipped) = run("auto");
+    assert!(
+        small_frames >= frames / 4,
+        "{small_frames} of {frames} frames with only small vehicles"
+    );
+    // No tracker, so nothing is settled: every skip is such a frame's full-frame pass.
+    assert_eq!(skipped, small_frames);
+    assert_eq!(small_plates, 0, "no plate pass ran on those frames");
+    let ((both_small, both_plates, _), skipped) = run("both");
+    assert_eq!((both_small, skipped), (small_frames, 0));
+    assert!(
+        both_plates > 0,
+        "the full-frame pass finds (unreadable) plates there"
+    );
+}
