@@ -920,8 +920,9 @@ impl ObjectImpl for AlprOcr {
                         "Identical reads (a clear majority of the track's reads) after which a \
                          vehicle's plate counts as read: alprdetect, told by an upstream \
                          alpr-plates-settled event, stops searching that vehicle for plates \
-                         while it stays in view. 0 = never (every vehicle is searched in every \
-                         frame)",
+                         while it stays in view. Never fewer than min-reads (and early-agree \
+                         with emit=early), and only once the decision passes min-confidence. 0 = \
+                         never (every vehicle is searched in every frame)",
                     )
                     .maximum(1000)
                     .default_value(DEFAULT_SETTLE_READS)

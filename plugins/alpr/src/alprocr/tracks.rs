@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use super::vote::{
-    Decision, DecisionKind, TrackVoter, VoteRead, VoterConfig, levenshtein, normalize_o0,
+    Decision, DecisionKind, EmitMode, TrackVoter, VoteRead, VoterConfig, levenshtein, normalize_o0,
 };
 use crate::event::PlateEvent;
 use crate::meta::BBox;
@@ -119,11 +119,19 @@ impl Tracks {
         }
     }
 
-    /// Reads that must agree before a track counts as settled (0: never).
+    /// Reads that must agree before a track counts as settled (0: never). Never fewer than an
+    /// event needs (`min_reads`, and `agree` for early emission): the search must go on until
+    /// the track can emit.
     pub fn set_settle_reads(&mut self, reads: usize) {
-        self.settle_reads = reads;
+        let needed = match self.cfg.emit {
+            EmitMode::Early { agree } => agree,
+            _ => 0,
+        }
+        .max(self.cfg.min_reads);
+        self.settle_reads = if reads == 0 { 0 } else { reads.max(needed) };
+        let (reads, cfg) = (self.settle_reads, &self.cfg);
         for s in self.tracks.values_mut() {
-            s.settled = s.is_settled(reads);
+            s.settled = s.is_settled(reads, cfg);
         }
     }
 
@@ -153,9 +161,9 @@ impl Tracks {
     /// Track 0 (no tracker upstream) is one event per read.
     pub fn observe(&mut self, track_id: u64, obs: Observation) -> Option<Emission> {
         let out = self.observe_read(track_id, obs);
-        let reads = self.settle_reads;
+        let (reads, cfg) = (self.settle_reads, &self.cfg);
         if let Some(s) = self.tracks.get_mut(&track_id) {
-            s.settled = s.is_settled(reads);
+            s.settled = s.is_settled(reads, cfg);
         }
         out
     }
@@ -256,13 +264,15 @@ impl TrackState {
         }
     }
 
-    fn is_settled(&self, settle_reads: usize) -> bool {
+    fn is_settled(&self, settle_reads: usize, cfg: &VoterConfig) -> bool {
         settle_reads > 0
             && self.doubtful.is_empty()
-            && self
-                .voter
-                .current()
-                .is_some_and(|d| d.reads >= settle_reads && 2 * d.reads > d.cluster_reads)
+            && self.voter.current().is_some_and(|d| {
+                d.reads >= settle_reads
+                    && 2 * d.reads > d.cluster_reads
+                    && d.cluster_reads >= cfg.min_reads
+                    && d.confidence >= cfg.min_confidence
+            })
     }
 
     fn add(&mut self, obs: Observation) -> Option<Decision> {
@@ -502,5 +512,44 @@ mod tests {
         assert!(!t.is_settled(4), "unknown track");
         t.end(3);
         assert!(!t.is_settled(3), "ended track");
+    }
+
+    #[test]
+    fn a_track_never_settles_before_it_can_emit() {
+        let cfg = VoterConfig {
+            min_reads: 5,
+            ..VoterConfig::default()
+        };
+        let mut t = Tracks::new(cfg);
+        t.set_settle_reads(3);
+        for f in 0..4 {
+            t.observe(1, obs("AB123", 0.9, 0.5, f));
+        }
+        assert!(!t.is_settled(1), "min-reads 5 needs a fifth read");
+        t.observe(1, obs("AB123", 0.9, 0.5, 4));
+        assert!(t.is_settled(1));
+        let early = VoterConfig {
+            emit: EmitMode::Early { agree: 4 },
+            ..VoterConfig::default()
+        };
+        let mut t = Tracks::new(early);
+        t.set_settle_reads(3);
+        for f in 0..3 {
+            t.observe(1, obs("AB123", 0.9, 0.5, f));
+        }
+        assert!(!t.is_settled(1), "early-agree 4 needs a fourth read");
+        let strict = VoterConfig {
+            min_confidence: 0.95,
+            ..VoterConfig::default()
+        };
+        let mut t = Tracks::new(strict);
+        t.set_settle_reads(3);
+        for f in 0..5 {
+            t.observe(1, obs("AB123", 0.9, 0.5, f));
+        }
+        assert!(
+            !t.is_settled(1),
+            "below min-confidence no event would follow"
+        );
     }
 }
