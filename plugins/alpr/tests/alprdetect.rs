@@ -501,18 +501,7 @@ fn no_plate_pass_while_only_small_vehicles_are_in_view() {
                 }
                 gst::PadProbeReturn::Ok
             });
-        pipeline.set_state(gst::State::Playing).unwrap();
-        for msg in pipeline
-            .bus()
-            .unwrap()
-            .iter_timed(gst::ClockTime::from_seconds(300))
-        {
-            match msg.view() {
-                gst::MessageView::Eos(_) => break,
-                gst::MessageView::Error(e) => panic!("{} {:?}", e.error(), e.debug()),
-                _ => {}
-            }
-        }
+        common::play_until_eos(&pipeline, 300, |_| {});
         let stats = pipeline
             .by_name("d")
             .unwrap()

@@ -81,6 +81,17 @@ struct Run {
 
 /// Runs `filesrc ! decodebin ! videoconvert ! <chain> ! fakesink`, collecting the events that
 /// reach the sink (meta) and the `alpr-plate-event` bus messages.
+/// The plate event an `alpr-plate-event` element message carries.
+fn plate_event(msg: &gst::Message) -> Option<PlateEvent> {
+    match msg.view() {
+        gst::MessageView::Element(m) => m
+            .structure()
+            .filter(|s| s.name() == event::EVENT_STRUCT)
+            .map(|s| PlateEvent::from_structure(s).unwrap().0),
+        _ => None,
+    }
+}
+
 fn run_clip(clip: &std::path::Path, chain: &str) -> Run {
     common::init();
     let desc = format!(
@@ -122,26 +133,12 @@ fn run_clip(clip: &std::path::Path, chain: &str) -> Run {
             }
             gst::PadProbeReturn::Ok
         });
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let bus = pipeline.bus().unwrap();
     let mut bus_events = Vec::new();
-    loop {
-        let msg = bus
-            .timed_pop(gst::ClockTime::from_seconds(300))
-            .expect("pipeline finished in time");
-        match msg.view() {
-            gst::MessageView::Eos(_) => break,
-            gst::MessageView::Error(e) => panic!("{} {:?}", e.error(), e.debug()),
-            gst::MessageView::Element(m) => {
-                if let Some(s) = m.structure()
-                    && s.name() == event::EVENT_STRUCT
-                {
-                    bus_events.push(PlateEvent::from_structure(s).unwrap().0);
-                }
-            }
-            _ => {}
+    common::play_until_eos(&pipeline, 300, |msg| {
+        if let Some(ev) = plate_event(msg) {
+            bus_events.push(ev);
         }
-    }
+    });
     pipeline.set_state(gst::State::Null).unwrap();
     let seen = std::mem::take(&mut *seen.lock().unwrap());
     let (events, crops) = seen.into_iter().unzip();
@@ -393,26 +390,12 @@ fn a_standing_car_is_searched_only_until_its_plate_is_read() {
             .unwrap()
             .downcast::<gst::Pipeline>()
             .unwrap();
-        pipeline.set_state(gst::State::Playing).unwrap();
         let mut plates = Vec::new();
-        for msg in pipeline
-            .bus()
-            .unwrap()
-            .iter_timed(gst::ClockTime::from_seconds(120))
-        {
-            match msg.view() {
-                gst::MessageView::Eos(_) => break,
-                gst::MessageView::Error(e) => panic!("{} {:?}", e.error(), e.debug()),
-                gst::MessageView::Element(m) => {
-                    if let Some(s) = m.structure()
-                        && s.name() == event::EVENT_STRUCT
-                    {
-                        plates.push(PlateEvent::from_structure(s).unwrap().0.plate_text);
-                    }
-                }
-                _ => {}
+        common::play_until_eos(&pipeline, 120, |msg| {
+            if let Some(ev) = plate_event(msg) {
+                plates.push(ev.plate_text);
             }
-        }
+        });
         let stats = pipeline
             .by_name("d")
             .unwrap()

@@ -119,6 +119,29 @@ pub fn bus_errors(bus: &gst::Bus) -> Vec<String> {
     v
 }
 
+/// Plays `pipeline` until EOS, handing every other bus message to `each`; panics on an error
+/// message or when EOS takes longer than `timeout_s`. The pipeline is left playing.
+pub fn play_until_eos(
+    pipeline: &gst::Pipeline,
+    timeout_s: u64,
+    mut each: impl FnMut(&gst::Message),
+) {
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let bus = pipeline.bus().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout_s);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let msg = bus
+            .timed_pop(gst::ClockTime::from_nseconds(left.as_nanos() as u64))
+            .unwrap_or_else(|| panic!("no EOS within {timeout_s} s"));
+        match msg.view() {
+            gst::MessageView::Eos(_) => break,
+            gst::MessageView::Error(e) => panic!("{} {:?}", e.error(), e.debug()),
+            _ => each(&msg),
+        }
+    }
+}
+
 /// Runs a launch line until EOS or an error (60 s at most) and returns the pipeline, still
 /// playing (set it to NULL when done), with the warnings and errors it posted.
 pub fn run_to_eos(desc: &str) -> (gst::Pipeline, Vec<String>, Vec<String>) {
