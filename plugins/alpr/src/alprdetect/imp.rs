@@ -97,14 +97,16 @@ struct State {
     frame: AlprFrame,
     counters: Counters,
     series: crate::metrics::ElementSeries,
-    /// The last alpr-plates-settled event from downstream (alprocr).
-    settled: Option<Settled>,
 }
 
 #[derive(Default)]
 pub struct AlprDetect {
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
+    /// The last alpr-plates-settled event from downstream (alprocr). Not in `state`: behind a
+    /// queue it arrives from another thread, which must not wait for a frame's inference.
+    /// Lock order: `state`, then `settled`.
+    settled: Mutex<Option<Settled>>,
 }
 
 impl AlprDetect {
@@ -451,8 +453,8 @@ impl BaseTransformImpl for AlprDetect {
             frame: AlprFrame::default(),
             counters: Counters::default(),
             series: crate::metrics::ElementSeries::new(&self.obj().name()),
-            settled: None,
         });
+        *self.settled.lock().unwrap() = None;
         Ok(())
     }
 
@@ -500,9 +502,7 @@ impl BaseTransformImpl for AlprDetect {
                 settled.vehicles.len(),
                 settled.pts
             );
-            if let Some(state) = self.state.lock().unwrap().as_mut() {
-                state.settled = Some(settled);
-            }
+            *self.settled.lock().unwrap() = Some(settled);
             // Meant for the detector; elements further upstream have no use for it.
             return true;
         }
@@ -513,10 +513,11 @@ impl BaseTransformImpl for AlprDetect {
         if matches!(
             event.view(),
             gst::EventView::FlushStop(_) | gst::EventView::StreamStart(_)
-        ) && let Some(state) = self.state.lock().unwrap().as_mut()
-        {
-            state.settled = None;
-            state.engine.forget_settled();
+        ) {
+            if let Some(state) = self.state.lock().unwrap().as_mut() {
+                state.engine.forget_settled();
+            }
+            *self.settled.lock().unwrap() = None;
         }
         self.parent_sink_event(event)
     }
@@ -584,7 +585,7 @@ impl BaseTransformImpl for AlprDetect {
             state.engine.cfg = engine_cfg;
             state.engine.settled.clear();
             if skip_settled
-                && let Some(s) = &state.settled
+                && let Some(s) = self.settled.lock().unwrap().as_ref()
                 && s.usable_for(info.width(), info.height(), buf.pts())
             {
                 state.engine.settled.extend_from_slice(&s.vehicles);
