@@ -9,6 +9,9 @@
 //! Extra `element.property=value` arguments are applied to the pipeline's elements
 //! (e.g. `alprocr.min-reads=2`).
 
+#[path = "common/pipeline.rs"]
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -18,25 +21,6 @@ use gstalpr::event::{self, PlateEvent};
 use gstalpr::meta::{AlprFrame, BBox};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
-
-fn set_props(bin: &gst::Bin, props: &[String]) -> Res<()> {
-    for p in props {
-        let (target, value) = p
-            .split_once('=')
-            .ok_or(format!("{p}: expected element.property=value"))?;
-        let (element, prop) = target
-            .split_once('.')
-            .ok_or(format!("{p}: expected element.property=value"))?;
-        let el = bin
-            .iterate_recurse()
-            .into_iter()
-            .flatten()
-            .find(|e| e.factory().is_some_and(|f| f.name() == element))
-            .ok_or(format!("{p}: no {element} in the pipeline"))?;
-        el.set_property_from_str(prop, value);
-    }
-    Ok(())
-}
 
 fn pct(n: usize, d: usize) -> String {
     if d == 0 {
@@ -74,7 +58,7 @@ fn decode(path: &Path) -> Res<(gst::Caps, gst::Buffer)> {
 
 fn images(dirs: &[String], props: &[String]) -> Res<()> {
     let bin = gst::parse::bin_from_description("alprdetect ! alprocr", true)?;
-    set_props(&bin, props)?;
+    common::apply(&bin, props)?;
     let mut h = gst_check::Harness::with_element(&bin, Some("sink"), Some("src"));
     h.play();
     println!(
@@ -151,7 +135,7 @@ fn video(path: &str, truth_csv: &str, props: &[String]) -> Res<()> {
     let pipeline = gst::parse::launch(&desc)?
         .downcast::<gst::Pipeline>()
         .map_err(|_| "pipeline")?;
-    set_props(pipeline.upcast_ref(), props)?;
+    common::apply(&pipeline, props)?;
     let events: Arc<Mutex<Vec<PlateEvent>>> = Arc::default();
     let ev2 = events.clone();
     pipeline
@@ -167,21 +151,9 @@ fn video(path: &str, truth_csv: &str, props: &[String]) -> Res<()> {
         });
     let start = std::time::Instant::now();
     pipeline.set_state(gst::State::Playing)?;
-    for msg in pipeline
-        .bus()
-        .ok_or("bus")?
-        .iter_timed(gst::ClockTime::NONE)
-    {
-        match msg.view() {
-            gst::MessageView::Eos(_) => break,
-            gst::MessageView::Error(e) => {
-                pipeline.set_state(gst::State::Null)?;
-                return Err(format!("{} ({:?})", e.error(), e.debug()).into());
-            }
-            _ => {}
-        }
-    }
+    let ran = common::run_to_eos(&pipeline.bus().ok_or("bus")?, |_| Ok(()));
     pipeline.set_state(gst::State::Null)?;
+    ran?;
     let secs = start.elapsed().as_secs_f64();
     let events = events.lock().unwrap();
     let mut per_car: Vec<Vec<&PlateEvent>> = vec![Vec::new(); truth.len()];
@@ -251,8 +223,7 @@ fn video(path: &str, truth_csv: &str, props: &[String]) -> Res<()> {
 fn main() -> Res<()> {
     gst::init()?;
     gstalpr::plugin_register_static()?;
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let (pos, props): (Vec<String>, Vec<String>) = args.into_iter().partition(|a| !a.contains('='));
+    let (pos, props) = common::split_args(std::env::args().skip(1));
     match pos.first().map(String::as_str) {
         Some("images") if pos.len() > 1 => images(&pos[1..], &props),
         Some("video") if pos.len() == 3 => video(&pos[1], &pos[2], &props),

@@ -11,10 +11,9 @@ pub fn split_args(args: impl Iterator<Item = String>) -> (Vec<String>, Vec<Strin
     args.partition(|a| !a.contains('='))
 }
 
-/// The pipeline's element named `name`, or the first one made by the factory `name`.
-pub fn find(pipeline: &gst::Pipeline, name: &str) -> Option<gst::Element> {
-    pipeline
-        .iterate_recurse()
+/// The bin's element named `name`, or the first one made by the factory `name`.
+pub fn find(bin: &impl IsA<gst::Bin>, name: &str) -> Option<gst::Element> {
+    bin.iterate_recurse()
         .into_iter()
         .flatten()
         .find(|e| e.factory().is_some_and(|f| f.name() == name) || e.name() == name)
@@ -37,9 +36,9 @@ pub fn set(el: &gst::Element, prop: &str, value: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Sets each `element.property=value` on the pipeline's element named (or of the factory)
+/// Sets each `element.property=value` on the bin's element named (or of the factory)
 /// `element`; the error names the argument that could not be applied.
-pub fn apply(pipeline: &gst::Pipeline, props: &[String]) -> Result<(), String> {
+pub fn apply(bin: &impl IsA<gst::Bin>, props: &[String]) -> Result<(), String> {
     for p in props {
         let (target, value) = p
             .split_once('=')
@@ -47,7 +46,7 @@ pub fn apply(pipeline: &gst::Pipeline, props: &[String]) -> Result<(), String> {
         let (name, prop) = target
             .split_once('.')
             .ok_or(format!("{p}: expected element.property=value"))?;
-        let el = find(pipeline, name).ok_or(format!("{p}: no element {name} in the pipeline"))?;
+        let el = find(bin, name).ok_or(format!("{p}: no element {name} in the pipeline"))?;
         set(&el, prop, value).map_err(|e| format!("{p}: {e}"))?;
     }
     Ok(())
