@@ -763,12 +763,7 @@ fn bound(o: &Opts) -> Res<Value> {
                 if !b.is_finite() || b.w < 2.0 || b.h < 2.0 {
                     continue;
                 }
-                let roi = BBox::new(
-                    b.x - b.w * padding,
-                    b.y - b.h * padding,
-                    b.w * (1.0 + 2.0 * padding),
-                    b.h * (1.0 + 2.0 * padding),
-                );
+                let roi = b.padded(padding);
                 let Some((w, h, _)) = pre.crop_rgb(&view, roi, OCR_CROP_SIDE, &mut crop) else {
                     continue;
                 };

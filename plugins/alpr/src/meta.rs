@@ -117,6 +117,16 @@ impl BBox {
         if union > 0.0 { inter / union } else { 0.0 }
     }
 
+    /// The box grown by `margin` times its width and height on every side.
+    pub fn padded(&self, margin: f32) -> BBox {
+        BBox {
+            x: self.x - self.w * margin,
+            y: self.y - self.h * margin,
+            w: self.w * (1.0 + 2.0 * margin),
+            h: self.h * (1.0 + 2.0 * margin),
+        }
+    }
+
     /// Clips the box to a `width` x `height` frame.
     pub fn clip(&self, width: u32, height: u32) -> BBox {
         let (fw, fh) = (width as f32, height as f32);
@@ -413,5 +423,20 @@ impl FrameReader {
                 Ok(None)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn padding_grows_a_box_evenly_on_every_side() {
+        let b = BBox::new(100.0, 50.0, 40.0, 20.0).padded(0.25);
+        assert_eq!(b, BBox::new(90.0, 45.0, 60.0, 30.0));
+        assert_eq!(
+            BBox::new(1.0, 2.0, 3.0, 4.0).padded(0.0),
+            BBox::new(1.0, 2.0, 3.0, 4.0)
+        );
     }
 }

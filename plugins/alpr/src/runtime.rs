@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use gst::glib;
+use gst::prelude::*;
 use ort::environment::Environment;
 use ort::session::Session;
 use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
@@ -87,6 +88,19 @@ pub enum Provider {
 }
 
 impl Provider {
+    /// The `execution-provider` property of the elements that run models.
+    pub fn param_spec() -> glib::ParamSpec {
+        glib::ParamSpecEnum::builder_with_default("execution-provider", Provider::default())
+            .nick("Execution provider")
+            .blurb(
+                "Where ONNX Runtime runs the models: cpu, cuda or tensorrt (needs the \
+                 onnxruntime-gpu library in ORT_DYLIB_PATH and an NVIDIA GPU; without them the \
+                 element warns and runs on the CPU)",
+            )
+            .mutable_ready()
+            .build()
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Provider::Cpu => "cpu",

@@ -275,13 +275,9 @@ impl Engine {
                 if auto && (self.has_plate[vi] || v.w < cfg.min_vehicle_width) {
                     continue;
                 }
-                let roi = BBox::new(
-                    v.x - v.w * CROP_MARGIN,
-                    v.y - v.h * CROP_MARGIN,
-                    v.w * (1.0 + 2.0 * CROP_MARGIN),
-                    v.h * (1.0 + 2.0 * CROP_MARGIN),
-                )
-                .clip(frame.width as u32, frame.height as u32);
+                let roi = v
+                    .padded(CROP_MARGIN)
+                    .clip(frame.width as u32, frame.height as u32);
                 let crop_ratio = (pw / roi.w).min(ph / roi.h);
                 if cfg.plate_mode != PlateMode::Vehicles
                     && crop_ratio < full_ratio * MIN_CROP_MAGNIFICATION

@@ -268,18 +268,7 @@ impl ObjectImpl for AlprDetect {
                     .default_value(DEFAULT_THREADS)
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecEnum::builder_with_default(
-                    "execution-provider",
-                    Provider::default(),
-                )
-                .nick("Execution provider")
-                .blurb(
-                    "Where ONNX Runtime runs the models: cpu, cuda or tensorrt (needs the \
-                     onnxruntime-gpu library in ORT_DYLIB_PATH and an NVIDIA GPU; without them \
-                     the element warns and runs on the CPU)",
-                )
-                .mutable_ready()
-                .build(),
+                Provider::param_spec(),
                 glib::ParamSpecUInt::builder("interval")
                     .nick("Detection interval")
                     .blurb(

@@ -438,12 +438,7 @@ impl AlprOcr {
                     gst::debug!(CAT, imp = self, "skipping degenerate plate box {b:?}");
                     continue;
                 }
-                let roi = BBox::new(
-                    b.x - b.w * pad,
-                    b.y - b.h * pad,
-                    b.w * (1.0 + 2.0 * pad),
-                    b.h * (1.0 + 2.0 * pad),
-                );
+                let roi = b.padded(pad);
                 let Some((w, h, _)) =
                     state
                         .pre
@@ -853,18 +848,7 @@ impl ObjectImpl for AlprOcr {
                     .default_value(DEFAULT_THREADS)
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecEnum::builder_with_default(
-                    "execution-provider",
-                    Provider::default(),
-                )
-                .nick("Execution provider")
-                .blurb(
-                    "Where ONNX Runtime runs the models: cpu, cuda or tensorrt (needs the \
-                     onnxruntime-gpu library in ORT_DYLIB_PATH and an NVIDIA GPU; without them \
-                     the element warns and runs on the CPU)",
-                )
-                .mutable_ready()
-                .build(),
+                Provider::param_spec(),
                 glib::ParamSpecUInt::builder("jpeg-quality")
                     .nick("JPEG quality")
                     .blurb("Quality of the crop JPEG carried by each event, 1..100")
