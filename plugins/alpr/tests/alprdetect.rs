@@ -173,10 +173,7 @@ fn clip_through_parse_launch_attaches_readable_meta() {
          fakesink name=sink",
         clip.display()
     );
-    let pipeline = gst::parse::launch(&desc)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
+    let pipeline = common::launch(&desc);
     let seen: Arc<Mutex<Vec<(usize, usize, bool)>>> = Arc::default();
     let seen2 = seen.clone();
     pipeline
@@ -466,14 +463,11 @@ fn auto_plate_mode_searches_only_where_needed() {
 fn no_plate_pass_while_only_small_vehicles_are_in_view() {
     common::init();
     let run = |mode: &str| {
-        let pipeline = gst::parse::launch(&format!(
+        let pipeline = common::launch(&format!(
             "filesrc location=\"{}\" ! decodebin ! videoconvert ! \
              alprdetect name=d plate-mode={mode} ! fakesink",
             common::media("motorway.mp4").display()
-        ))
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
+        ));
         // (frames with only small whole vehicles, plates found on them, frames)
         let seen = Arc::new(Mutex::new((0u64, 0u64, 0u64)));
         let seen2 = seen.clone();

@@ -98,10 +98,7 @@ fn run_clip(clip: &std::path::Path, chain: &str) -> Run {
         "filesrc location=\"{}\" ! decodebin ! videoconvert ! {chain} ! fakesink name=sink",
         clip.display()
     );
-    let pipeline = gst::parse::launch(&desc)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
+    let pipeline = common::launch(&desc);
     let seen: Collected = Arc::default();
     let seen2 = seen.clone();
     type Vehicles = (
@@ -232,13 +229,10 @@ fn vehicle_track_events_one_per_vehicle_with_its_plate() {
 
 /// Decodes the first picture of an image or video file; its width and height.
 fn picture_size(path: &std::path::Path) -> (u32, u32) {
-    let p = gst::parse::launch(&format!(
+    let p = common::launch(&format!(
         "filesrc location=\"{}\" ! decodebin ! appsink name=out",
         path.display()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    ));
     let sink = p
         .by_name("out")
         .unwrap()
@@ -386,10 +380,7 @@ fn a_standing_car_is_searched_only_until_its_plate_is_read() {
              alprocr name=o ! fakesink",
             common::media("plate-5AU5341.png").display()
         );
-        let pipeline = gst::parse::launch(&desc)
-            .unwrap()
-            .downcast::<gst::Pipeline>()
-            .unwrap();
+        let pipeline = common::launch(&desc);
         let mut plates = Vec::new();
         common::play_until_eos(&pipeline, 120, |msg| {
             if let Some(ev) = plate_event(msg) {

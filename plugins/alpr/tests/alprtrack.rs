@@ -196,10 +196,7 @@ fn real_clip_tracks_are_few_and_long() {
          identity eos-after=96 ! alprtrack ! fakesink name=sink",
         clip.display()
     );
-    let pipeline = gst::parse::launch(&desc)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
+    let pipeline = common::launch(&desc);
     let frames: Arc<Mutex<Vec<AlprFrame>>> = Arc::default();
     let f2 = frames.clone();
     pipeline

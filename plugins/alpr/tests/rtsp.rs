@@ -216,10 +216,7 @@ impl Run {
              alprdetect interval=3 threads=1 ! alprtrack ! alprocr camera-id=rtsp-test ! \
              fakesink name=sink sync=false"
         );
-        let pipeline = gst::parse::launch(&desc)
-            .unwrap()
-            .downcast::<gst::Pipeline>()
-            .unwrap();
+        let pipeline = common::launch(&desc);
         let src = pipeline.by_name("src").unwrap();
         let frames = Arc::new(Mutex::new(Vec::new()));
         let f = frames.clone();
@@ -453,10 +450,7 @@ fn reconnects_after_server_kill_and_stall_in_the_same_pipeline() {
 /// (within `timeout`), or panics.
 fn first_error(props: &str, timeout: Duration) -> String {
     common::init();
-    let pipeline = gst::parse::launch(&format!("alprsrc {props} ! fakesink"))
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
+    let pipeline = common::launch(&format!("alprsrc {props} ! fakesink"));
     let _ = pipeline.set_state(gst::State::Playing);
     let bus = pipeline.bus().unwrap();
     let msg = bus.timed_pop_filtered(
@@ -552,12 +546,9 @@ fn a_file_uri_plays_and_loops_with_growing_timestamps() {
         common::media("car-still-4XXF538.mp4").display()
     );
     // 4 frames per pass: three passes need a restart twice.
-    let pipeline = gst::parse::launch(&format!(
+    let pipeline = common::launch(&format!(
         "alprsrc name=src uri={uri} retry-interval=1 ! fakesink name=sink sync=false"
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    ));
     let frames = Arc::new(Mutex::new(Vec::new()));
     let f = frames.clone();
     pipeline

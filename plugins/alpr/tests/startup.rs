@@ -47,10 +47,7 @@ fn pipeline_first_then_kafka_then_s3_loses_nothing() {
         ak = s3::ACCESS_KEY,
         sk = s3::SECRET_KEY,
     );
-    let pipeline = gst::parse::launch(&desc)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
+    let pipeline = common::launch(&desc);
     let src = pipeline
         .by_name("src")
         .unwrap()

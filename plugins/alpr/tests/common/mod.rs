@@ -88,10 +88,7 @@ pub fn decode_image(path: &std::path::Path, format: &str) -> (gst::Caps, gst::Bu
         "filesrc location=\"{}\" ! decodebin ! videoconvert ! video/x-raw,format={format} ! appsink name=sink sync=false",
         path.display()
     );
-    let pipeline = gst::parse::launch(&desc)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
+    let pipeline = launch(&desc);
     let sink = pipeline
         .by_name("sink")
         .unwrap()
@@ -117,6 +114,14 @@ pub fn bus_errors(bus: &gst::Bus) -> Vec<String> {
         }
     }
     v
+}
+
+/// Parses a launch line that must be valid into a pipeline.
+pub fn launch(desc: &str) -> gst::Pipeline {
+    gst::parse::launch(desc)
+        .unwrap_or_else(|e| panic!("{desc}: {e}"))
+        .downcast::<gst::Pipeline>()
+        .expect("a launch line with several elements makes a pipeline")
 }
 
 /// Plays `pipeline` until EOS, handing every other bus message to `each`; panics on an error
@@ -145,10 +150,7 @@ pub fn play_until_eos(
 /// Runs a launch line until EOS or an error (60 s at most) and returns the pipeline, still
 /// playing (set it to NULL when done), with the warnings and errors it posted.
 pub fn run_to_eos(desc: &str) -> (gst::Pipeline, Vec<String>, Vec<String>) {
-    let pipeline = gst::parse::launch(desc)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
+    let pipeline = launch(desc);
     let bus = pipeline.bus().unwrap();
     // A failing start is reported on the bus, read below.
     let _ = pipeline.set_state(gst::State::Playing);
