@@ -1,5 +1,4 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
 use std::time::Instant;
 
@@ -11,7 +10,7 @@ use gst_base::subclass::prelude::*;
 
 use super::engine::OcrEngine;
 use super::ocrmodel::{self, RgbView};
-use super::tracks::{Crop, Emission, Extras, Observation, Tracks, VehicleInfo};
+use super::tracks::{Crop, Emission, Extras, Observation, Tracks, Unread, VehicleInfo};
 use super::vehicles::VehicleTracks;
 use super::vote::{EmitMode, FormatMode, PlateFormat, VoteRead, VoterConfig};
 use super::{AlprOcrEmit, Settled};
@@ -45,9 +44,6 @@ const DEFAULT_IMAGE_MAX_SIDE: u32 = 1280;
 const DEFAULT_VEHICLE_EVENTS: bool = false;
 const DEFAULT_SETTLE_READS: u32 = 3;
 const DEFAULT_SETTLE_UNREAD: u32 = 10;
-/// A vehicle left alone as unreadable is searched again once its box has grown by this factor
-/// (it is coming closer).
-const UNREAD_REGROWTH: f32 = 1.3;
 /// Reads below this confidence do not count against `settle-unread`: plates too small or too
 /// blurred to read give reads of 0.1-0.3 (roundabout.mp4: 90% under 0.23), readable ones about
 /// 1.0 (the EU slideshow: 96% at 0.7 or more).
@@ -173,9 +169,8 @@ struct State {
     settled_sent: bool,
     /// Vehicle tracks that got a promising read in the current frame (reused).
     read_tracks: Vec<u64>,
-    /// Per vehicle track without a promising read: detected frames searched in vain since its
-    /// box last grew, and that box's area.
-    unread: HashMap<u64, (u32, f32)>,
+    /// Vehicle tracks searched in vain (`settle-unread`).
+    unread: Unread,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -361,26 +356,17 @@ impl AlprOcr {
             return None;
         }
         if frame.detected && unread > 0 {
-            // Vehicles searched in vain: counted per detected frame, restarted when the box grows.
-            let mut seen = 0;
-            for v in frame.vehicles().filter(|v| v.track_id != 0 && !v.predicted) {
-                if state.read_tracks.contains(&v.track_id) || state.tracks.is_settled(v.track_id) {
-                    state.unread.remove(&v.track_id);
-                    continue;
-                }
-                seen += 1;
-                let area = v.bbox.area();
-                let e = state.unread.entry(v.track_id).or_insert((0, area));
-                if area > e.1 * UNREAD_REGROWTH {
-                    *e = (0, area);
-                }
-                e.0 += 1;
-            }
-            // Tracks gone from view are forgotten (bounded by the vehicles in view).
-            if state.unread.len() > seen {
-                let in_view: Vec<u64> = frame.vehicles().map(|v| v.track_id).collect();
-                state.unread.retain(|id, _| in_view.contains(id));
-            }
+            let (read, tracks) = (&state.read_tracks, &state.tracks);
+            state.unread.update(
+                frame
+                    .vehicles()
+                    .filter(|v| v.track_id != 0 && !v.predicted)
+                    .map(|v| {
+                        let done = read.contains(&v.track_id) || tracks.is_settled(v.track_id);
+                        (v.track_id, v.bbox.area(), done)
+                    }),
+                |id| frame.vehicles().any(|v| v.track_id == id),
+            );
         }
         let settled = &mut state.settled;
         settled.vehicles.clear();
@@ -390,8 +376,7 @@ impl AlprOcr {
                 .filter(|v| {
                     v.track_id != 0
                         && (state.tracks.is_settled(v.track_id)
-                            || (unread > 0
-                                && state.unread.get(&v.track_id).is_some_and(|e| e.0 >= unread)))
+                            || (unread > 0 && state.unread.frames(v.track_id) >= unread))
                 })
                 .map(|v| (v.track_id, v.bbox)),
         );
@@ -1088,7 +1073,7 @@ impl BaseTransformImpl for AlprOcr {
             settled: Settled::default(),
             settled_sent: false,
             read_tracks: Vec::new(),
-            unread: HashMap::new(),
+            unread: Unread::default(),
         });
         Ok(())
     }

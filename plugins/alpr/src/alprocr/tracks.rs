@@ -370,6 +370,54 @@ impl TrackState {
     }
 }
 
+/// Vehicles searched in vain (alprocr `settle-unread`): per vehicle track, the detected frames
+/// without a promising read since its box last grew by [`Unread::REGROWTH`].
+#[derive(Debug, Default)]
+pub struct Unread {
+    tracks: HashMap<u64, (u32, f32)>,
+}
+
+impl Unread {
+    /// A vehicle whose box has grown by this factor since counting began is coming closer: its
+    /// count starts again.
+    pub const REGROWTH: f32 = 1.3;
+
+    pub fn clear(&mut self) {
+        self.tracks.clear();
+    }
+
+    /// Counts one detected frame. `searched` gives each detected vehicle's track, box area and
+    /// whether it was read (a promising read, or its plate settled): a read vehicle's count is
+    /// dropped. Tracks for which `in_view` is false are forgotten.
+    pub fn update(
+        &mut self,
+        searched: impl Iterator<Item = (u64, f32, bool)>,
+        in_view: impl Fn(u64) -> bool,
+    ) {
+        let mut counted = 0;
+        for (track, area, read) in searched {
+            if read {
+                self.tracks.remove(&track);
+                continue;
+            }
+            counted += 1;
+            let e = self.tracks.entry(track).or_insert((0, area));
+            if area > e.1 * Self::REGROWTH {
+                *e = (0, area);
+            }
+            e.0 += 1;
+        }
+        if self.tracks.len() > counted {
+            self.tracks.retain(|&id, _| in_view(id));
+        }
+    }
+
+    /// Detected frames track `track` has been searched in vain.
+    pub fn frames(&self, track: u64) -> u32 {
+        self.tracks.get(&track).map_or(0, |e| e.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -551,5 +599,27 @@ mod tests {
             !t.is_settled(1),
             "below min-confidence no event would follow"
         );
+    }
+
+    #[test]
+    fn unread_vehicles_count_until_read_grown_or_gone() {
+        let mut u = Unread::default();
+        let all = |_| true;
+        for _ in 0..3 {
+            u.update([(1, 100.0, false), (2, 100.0, false)].into_iter(), all);
+        }
+        assert_eq!((u.frames(1), u.frames(2)), (3, 3));
+        // Slow growth below the factor keeps counting; 1.3x over the first box restarts.
+        u.update([(1, 125.0, false), (2, 131.0, false)].into_iter(), all);
+        assert_eq!((u.frames(1), u.frames(2)), (4, 1));
+        // A read drops the count.
+        u.update([(1, 125.0, true), (2, 131.0, false)].into_iter(), all);
+        assert_eq!((u.frames(1), u.frames(2)), (0, 2));
+        // Gone from view: forgotten; merely undetected (still in view): kept.
+        u.update([(3, 50.0, false)].into_iter(), |id| id != 2);
+        assert_eq!((u.frames(2), u.frames(3)), (0, 1));
+        u.update([(3, 50.0, false)].into_iter(), |id| id == 3 || id == 5);
+        u.update(std::iter::empty(), |id| id == 3);
+        assert_eq!(u.frames(3), 2);
     }
 }
