@@ -425,6 +425,23 @@ impl TransitionReporter {
         stats: &LinkStats,
         kept: &str,
     ) {
+        self.log(element, cat, t, gst::ResourceError::Write, kept);
+        crate::metrics::link_transition(&element.name(), t);
+        let s = t.to_structure(service, stats);
+        let _ = element.post_message(gst::message::Element::builder(s).src(element).build());
+    }
+
+    /// The log line and the bus warning of [`TransitionReporter::report`], for a link that
+    /// publishes its status its own way (alprsrc). `error` is the warning's domain and `kept`
+    /// its debug text.
+    pub fn log(
+        &self,
+        element: &gst::Element,
+        cat: gst::DebugCategory,
+        t: &Transition,
+        error: gst::ResourceError,
+        kept: &str,
+    ) {
         match t.to {
             LinkStatus::Disconnected => {
                 gst::warning!(cat, obj = element, "{}", t.message);
@@ -433,12 +450,7 @@ impl TransitionReporter {
                 if t.from == LinkStatus::Connected || last.as_deref() != Some(&reason) {
                     *last = Some(reason);
                     drop(last);
-                    gst::element_warning!(
-                        element,
-                        gst::ResourceError::Write,
-                        ("{}", t.message),
-                        ["{kept}"]
-                    );
+                    gst::element_warning!(element, error, ("{}", t.message), ["{kept}"]);
                 }
             }
             LinkStatus::Connected => {
@@ -447,9 +459,6 @@ impl TransitionReporter {
             }
             _ => gst::info!(cat, obj = element, "{}", t.message),
         }
-        crate::metrics::link_transition(&element.name(), t);
-        let s = t.to_structure(service, stats);
-        let _ = element.post_message(gst::message::Element::builder(s).src(element).build());
     }
 }
 

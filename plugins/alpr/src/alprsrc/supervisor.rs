@@ -20,7 +20,7 @@ use gst::subclass::prelude::*;
 
 use super::imp::{CAT, Report};
 use super::session::{self, Config};
-use crate::link::{Link, LinkStatus, Transition};
+use crate::link::{Link, LinkStatus, Transition, TransitionReporter};
 
 /// How often the thread looks at the clock when nothing is reported (the no-data timeout and
 /// the retry timer are checked at this resolution).
@@ -48,8 +48,8 @@ pub struct Supervisor {
     /// Failures since the last frame: a lost connection counts 1, every failed attempt 1 more.
     failed_in_a_row: u32,
     connections: u64,
-    /// The reason of the last warning posted on the bus (one warning per new reason).
-    warned: Option<String>,
+    /// Log lines and bus warnings, one warning per new reason.
+    reporter: TransitionReporter,
     /// No more attempts: final EOS, a fatal error, max-retries reached or the end of a stream
     /// that is not restarted.
     done: bool,
@@ -90,7 +90,7 @@ impl Supervisor {
             next_id: 1,
             failed_in_a_row: 0,
             connections: 0,
-            warned: None,
+            reporter: TransitionReporter::default(),
             done: false,
         }
     }
@@ -345,26 +345,13 @@ impl Supervisor {
 
     /// Log line, bus warning (once per new reason, and on every lost connection), status.
     fn report(&mut self, element: &super::AlprSrc, t: &Transition) {
-        match t.to {
-            LinkStatus::Disconnected => {
-                gst::warning!(CAT, obj = element, "{}", t.message);
-                let reason = t.reason.clone().unwrap_or_default();
-                if t.from == LinkStatus::Connected || self.warned.as_deref() != Some(&reason) {
-                    self.warned = Some(reason);
-                    gst::element_warning!(
-                        element,
-                        gst::ResourceError::Read,
-                        ("{}", t.message),
-                        ["the pipeline keeps running; downstream sees no EOS"]
-                    );
-                }
-            }
-            LinkStatus::Connected => {
-                self.warned = None;
-                gst::info!(CAT, obj = element, "{}", t.message);
-            }
-            _ => gst::info!(CAT, obj = element, "{}", t.message),
-        }
+        self.reporter.log(
+            element.upcast_ref(),
+            *CAT,
+            t,
+            gst::ResourceError::Read,
+            "the pipeline keeps running; downstream sees no EOS",
+        );
         self.publish(element, t);
     }
 
