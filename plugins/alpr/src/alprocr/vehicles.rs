@@ -42,7 +42,13 @@ impl VehicleTracks {
             });
             t.last_seen_ms = now_ms;
             t.frames += 1;
-            *t.classes.entry(o.class.clone()).or_default() += 1;
+            // The class name is copied once per track, not per frame.
+            match t.classes.get_mut(&o.class) {
+                Some(n) => *n += 1,
+                None => {
+                    t.classes.insert(o.class.clone(), 1);
+                }
+            }
         }
     }
 
