@@ -25,16 +25,23 @@ pub mod s3sink;
 pub mod store;
 pub mod video;
 
-/// The plugin's one tokio runtime, for the async clients (object_store). Network work runs on
-/// it from the sinks' worker threads, never from a streaming thread.
-pub(crate) static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
+/// The plugin's one tokio runtime, for the async clients (object_store) and the `/metrics`
+/// server. Network work runs on it from the sinks' worker threads, never from a streaming
+/// thread. Built on first use; if that fails (no threads left), the error is kept and every
+/// element that needs it reports it instead of panicking.
+static RUNTIME: LazyLock<Result<tokio::runtime::Runtime, String>> = LazyLock::new(|| {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("alpr-tokio")
         .enable_all()
         .build()
-        .expect("cannot start the tokio runtime")
+        .map_err(|e| format!("cannot start the tokio runtime: {e}"))
 });
+
+/// The plugin's tokio runtime ([`RUNTIME`]), or why it could not be built.
+pub(crate) fn tokio_runtime() -> Result<&'static tokio::runtime::Runtime, String> {
+    RUNTIME.as_ref().map_err(Clone::clone)
+}
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     meta::register();

@@ -1,24 +1,57 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! One process-wide Prometheus registry for every ALPR element, served at
-//! `http://<metrics-address>/metrics` by a small HTTP server that the first element to start
-//! opens (default `0.0.0.0:8001`, as the original pilot; `$ALPR_METRICS_ADDRESS` or alprdetect's
-//! `metrics-address` property change it, `off` disables it). A busy port is a warning, never a
-//! pipeline error: the counters keep counting and another process may be serving its own.
+//! `http://<metrics-address>/metrics` by a small HTTP server that the first ALPR element to start
+//! opens ([`start_for`]; default `0.0.0.0:8001`, as the original pilot: Prometheus in another
+//! container scrapes it; `$ALPR_METRICS_ADDRESS` or alprdetect's `metrics-address` property
+//! change it, `off` disables it). A busy port is a warning, never a pipeline error: the counters
+//! keep counting and another process may be serving its own.
+//!
+//! The server (hyper, HTTP/1.1, on the plugin's tokio runtime) is reachable by whatever can reach
+//! the port, so each connection is bounded: a request head of at most [`MAX_HEAD_BYTES`] (more
+//! gets `431` and the connection closed), sent within [`HEADER_READ_TIMEOUT`], one request per
+//! connection, and the whole exchange within [`CONNECTION_DEADLINE`]. At most
+//! [`MAX_CONNECTIONS`] connections are served at once, each on its own task; a connection
+//! beyond that is accepted and closed at once (the scraper retries at its next interval), so
+//! neither memory nor the accept loop wait on clients. Only `GET`/`HEAD /metrics` answer `200`;
+//! other paths get `404`, other methods on `/metrics` `405`.
 //!
 //! Series follow Prometheus conventions (`_total` counters, `_seconds` units) and are labelled by
 //! element instance name (`element`), sink name (`sink`) and camera where known.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::{LazyLock, Mutex};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Method, Request, Response, StatusCode, header};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
+use tokio::sync::Semaphore;
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "alprmetrics",
+        gst::DebugColorFlags::empty(),
+        Some("ALPR Prometheus endpoint"),
+    )
+});
 
 pub const DEFAULT_ADDRESS: &str = "0.0.0.0:8001";
+/// Largest request head (request line and headers) read from a client; hyper's minimum.
+pub const MAX_HEAD_BYTES: usize = 8 * 1024;
+/// A client must have sent its whole request head this long after connecting.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(3);
+/// A connection is closed this long after it was accepted, whatever it is doing.
+pub const CONNECTION_DEADLINE: Duration = Duration::from_secs(10);
+/// Connections served at once; more are closed as soon as they are accepted.
+pub const MAX_CONNECTIONS: usize = 64;
+/// The exposition format's content type.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Every series name this module exports (the dashboard and the tests check against it).
 pub const SERIES: &[&str] = &[
@@ -290,8 +323,15 @@ pub fn address(requested: Option<&str>) -> String {
         .unwrap_or_else(|| DEFAULT_ADDRESS.to_string())
 }
 
+/// What the server is doing now, without starting it: `None` until an element started it (or
+/// decided it is off).
+pub fn serving() -> Option<ServerState> {
+    SERVER.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
 /// Starts the `/metrics` server once per process. Later calls return the first result; an error
-/// (port busy, bad address) is returned once and retried by the next element that starts.
+/// (port busy, bad address, no tokio runtime) is returned once and retried by the next element
+/// that starts.
 pub fn ensure_server(requested: Option<&str>) -> Result<ServerState, String> {
     let mut guard = SERVER.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(s) = guard.as_ref() {
@@ -302,55 +342,124 @@ pub fn ensure_server(requested: Option<&str>) -> Result<ServerState, String> {
         *guard = Some(ServerState::Disabled);
         return Ok(ServerState::Disabled);
     }
-    let listener = TcpListener::bind(&addr)
+    let runtime = crate::tokio_runtime().map_err(|e| format!("metrics server on {addr}: {e}"))?;
+    // Bound here, synchronously, so that a busy port is the caller's error.
+    let listener = std::net::TcpListener::bind(&addr)
         .map_err(|e| format!("metrics server cannot listen on {addr}: {e}"))?;
     let local = listener
         .local_addr()
         .map_err(|e| format!("metrics server on {addr}: {e}"))?;
-    std::thread::Builder::new()
-        .name("alpr-metrics".into())
-        .spawn(move || {
-            for stream in listener.incoming().flatten() {
-                // One short request at a time: scrapes are rare and small.
-                let _ = serve(stream);
-            }
-        })
-        .map_err(|e| format!("metrics server thread: {e}"))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| format!("metrics server on {addr}: {e}"))?;
+    let listener = {
+        let _runtime = runtime.enter();
+        tokio::net::TcpListener::from_std(listener)
+            .map_err(|e| format!("metrics server on {addr}: {e}"))?
+    };
+    runtime.spawn(accept_loop(listener));
+    gst::info!(CAT, "serving http://{local}/metrics");
     let state = ServerState::Serving(local);
     *guard = Some(state.clone());
     Ok(state)
 }
 
-fn serve(stream: TcpStream) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request = String::new();
-    reader.read_line(&mut request)?;
-    // Drain the headers.
-    let mut line = String::new();
-    while reader.read_line(&mut line)? > 2 {
-        line.clear();
+/// What every ALPR element calls in `start`: makes sure the server runs ([`ensure_server`]
+/// with `requested`, alprdetect's `metrics-address`, or `None`). A failure is posted as a
+/// warning by `element`, never a pipeline error.
+pub fn start_for(element: &gst::Element, requested: Option<&str>) {
+    match ensure_server(requested) {
+        Ok(state) => gst::debug!(CAT, obj = element, "metrics: {state:?}"),
+        Err(e) => {
+            gst::warning!(CAT, obj = element, "{e}");
+            gst::element_warning!(
+                element,
+                gst::ResourceError::OpenWrite,
+                ("{e}: the Prometheus endpoint is not served by this process"),
+                [
+                    "set ALPR_METRICS_ADDRESS (or alprdetect's metrics-address) to a free \
+                     host:port, or off"
+                ]
+            );
+        }
     }
-    let path = request.split_whitespace().nth(1).unwrap_or("");
-    let mut out = stream;
-    if request.starts_with("GET ") && (path == "/metrics" || path.starts_with("/metrics?")) {
-        let body = render();
-        write!(
-            out,
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
+}
+
+async fn accept_loop(listener: tokio::net::TcpListener) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors and the like: wait instead of spinning.
+                gst::warning!(CAT, "metrics server: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            gst::debug!(
+                CAT,
+                "metrics server: {MAX_CONNECTIONS} connections open, closing one"
+            );
+            drop(stream);
+            continue;
+        };
+        tokio::spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .max_buf_size(MAX_HEAD_BYTES)
+                .max_header_size(MAX_HEAD_BYTES)
+                .keep_alive(false)
+                .serve_connection(
+                    TokioIo::new(stream),
+                    hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
+                        Ok::<_, Infallible>(respond(req.method(), req.uri().path()))
+                    }),
+                );
+            match tokio::time::timeout(CONNECTION_DEADLINE, connection).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => gst::debug!(CAT, "metrics connection: {e}"),
+                Err(_) => gst::debug!(
+                    CAT,
+                    "metrics connection: closed after {CONNECTION_DEADLINE:?}"
+                ),
+            }
+            drop(slot);
+        });
+    }
+}
+
+/// The answer to `method path` (the path without its query).
+fn respond(method: &Method, path: &str) -> Response<Full<Bytes>> {
+    let (status, body) = match (path, method) {
+        ("/metrics", &Method::GET | &Method::HEAD) => (StatusCode::OK, render()),
+        ("/metrics", _) => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "only GET and HEAD are served\n".to_string(),
+        ),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "not found: the metrics are at /metrics\n".to_string(),
+        ),
+    };
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    let content_type = if status == StatusCode::OK {
+        CONTENT_TYPE
     } else {
-        let body = "not found: the metrics are at /metrics\n";
-        write!(
-            out,
-            "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
-             Connection: close\r\n\r\n{body}",
-            body.len()
-        )
+        "text/plain; charset=utf-8"
+    };
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        resp.headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
     }
+    resp
 }
 
 #[cfg(test)]
@@ -377,6 +486,26 @@ mod tests {
         let text = render();
         for s in SERIES {
             assert!(text.contains(&format!("# TYPE {s} ")), "{s} missing");
+        }
+    }
+
+    #[test]
+    fn only_get_and_head_of_metrics_are_served() {
+        for m in [Method::GET, Method::HEAD] {
+            let r = respond(&m, "/metrics");
+            assert_eq!(r.status(), StatusCode::OK);
+            assert_eq!(r.headers()[header::CONTENT_TYPE], CONTENT_TYPE);
+        }
+        let r = respond(&Method::POST, "/metrics");
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(r.headers()[header::ALLOW], "GET, HEAD");
+        for (m, p) in [
+            (Method::GET, "/"),
+            (Method::GET, "/metrics/x"),
+            (Method::GET, "/metricsx"),
+            (Method::DELETE, "/other"),
+        ] {
+            assert_eq!(respond(&m, p).status(), StatusCode::NOT_FOUND, "{m} {p}");
         }
     }
 }

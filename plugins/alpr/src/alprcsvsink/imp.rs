@@ -139,6 +139,7 @@ impl ElementImpl for AlprCsvSink {
 
 impl BaseSinkImpl for AlprCsvSink {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
+        crate::metrics::start_for(self.obj().upcast_ref(), None);
         let s = self.settings.lock().unwrap().clone();
         let (log, report) = CsvLog::open(std::path::Path::new(&s.location), s.sync_writes)
             .map_err(|e| gst::error_msg!(gst::ResourceError::OpenWrite, ("{e}")))?;

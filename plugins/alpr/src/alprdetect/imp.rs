@@ -426,15 +426,7 @@ impl BaseTransformImpl for AlprDetect {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let settings = self.settings.lock().unwrap().clone();
         let engine = self.load_engine(&settings)?;
-        match crate::metrics::ensure_server(settings.metrics_address.as_deref()) {
-            Ok(state) => gst::debug!(CAT, imp = self, "metrics: {state:?}"),
-            Err(e) => gst::element_imp_warning!(
-                self,
-                gst::ResourceError::OpenWrite,
-                ("{e}: the Prometheus endpoint is not served by this process"),
-                ["set metrics-address (or ALPR_METRICS_ADDRESS) to a free host:port, or off"]
-            ),
-        }
+        crate::metrics::start_for(self.obj().upcast_ref(), settings.metrics_address.as_deref());
         *self.state.lock().unwrap() = Some(State {
             engine,
             info: None,

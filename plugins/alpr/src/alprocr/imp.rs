@@ -1032,6 +1032,7 @@ impl BaseTransformImpl for AlprOcr {
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = true;
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
+        crate::metrics::start_for(self.obj().upcast_ref(), None);
         self.reader.reset();
         let settings = self.settings.lock().unwrap().clone();
         let voter = settings

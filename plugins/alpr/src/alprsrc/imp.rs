@@ -525,6 +525,7 @@ impl AlprSrc {
     }
 
     fn start(&self) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        crate::metrics::start_for(self.obj().upcast_ref(), None);
         let s = self.settings();
         let uri = s.uri.clone().unwrap_or_default();
         let params = Params {

@@ -528,6 +528,7 @@ impl ElementImpl for KafkaSink {
 
 impl BaseSinkImpl for KafkaSink {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
+        crate::metrics::start_for(self.obj().upcast_ref(), None);
         let settings = self.settings.lock().unwrap().clone();
         if let Some(b) = &settings.brokers {
             validate_brokers(b)

@@ -2,7 +2,7 @@
 //! The object store side of s3sink: building the `object_store` client from the element's
 //! settings (S3 with endpoint / path-style / credentials, or any object_store URL), the
 //! connection probe, and one upload. Every call runs on the plugin's tokio runtime
-//! ([`crate::RUNTIME`]) and is abandoned at once when the element stops.
+//! ([`crate::tokio_runtime`]) and is abandoned at once when the element stops.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -614,6 +614,7 @@ impl ElementImpl for S3Sink {
 
 impl BaseSinkImpl for S3Sink {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
+        crate::metrics::start_for(self.obj().upcast_ref(), None);
         let settings = self.settings.lock().unwrap().clone();
         let target = settings
             .target()
@@ -653,6 +654,8 @@ impl BaseSinkImpl for S3Sink {
             return Ok(());
         };
 
+        let runtime = crate::tokio_runtime()
+            .map_err(|e| gst::error_msg!(gst::CoreError::Failed, ["s3sink: {e}"]))?;
         let queue = Queue::open(
             &location,
             settings.queue_max_bytes,
@@ -697,6 +700,7 @@ impl BaseSinkImpl for S3Sink {
                 sink: self.obj().name().to_string(),
                 target,
                 retention_s: settings.local_retention,
+                runtime,
             },
             shared.clone(),
             observer,

@@ -4,7 +4,7 @@
 //!
 //! Threading: the streaming thread only writes crops to the local directory and commits their
 //! rows to the queue (local disk), then wakes this thread. Everything that touches the network
-//! runs here, as futures on the plugin's one tokio runtime ([`crate::RUNTIME`]) that this
+//! runs here, as futures on the plugin's one tokio runtime ([`crate::tokio_runtime`]) that this
 //! thread blocks on; each is raced against the stop signal, so `stop()` never waits for the
 //! network. The queue (SQLite, bounded by bytes) is the channel between the two threads.
 
@@ -31,6 +31,8 @@ pub struct Config {
     pub target: Target,
     /// Seconds to keep uploaded files: -1 forever, 0 delete at once.
     pub retention_s: i64,
+    /// The plugin's tokio runtime, that the network futures run on.
+    pub runtime: &'static tokio::runtime::Runtime,
 }
 
 /// What the worker tells the element.
@@ -119,7 +121,7 @@ impl Worker {
     /// Runs `f` on the plugin runtime; `None` when the element stops first.
     fn block<F: std::future::Future>(&self, f: F) -> Option<F::Output> {
         let mut stop = self.shared.stop_tx.subscribe();
-        crate::RUNTIME.block_on(async move {
+        self.cfg.runtime.block_on(async move {
             tokio::select! {
                 r = f => Some(r),
                 _ = stop.wait_for(|s| *s) => None,
