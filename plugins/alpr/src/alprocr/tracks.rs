@@ -57,9 +57,9 @@ fn centre_distance(a: &BBox, b: &BBox) -> f32 {
 
 /// Whether a plate first seen at `now` is where a plate last seen at `before` stood: it did not
 /// leave (a parked or stopped car whose track broke). Boxes overlap, or the centres are less
-/// than a plate width apart.
+/// than one and a half plate widths apart.
 fn stayed(before: &BBox, now: &BBox) -> bool {
-    before.iou(now) >= 0.2 || centre_distance(before, now) <= before.w.max(now.w)
+    before.iou(now) >= 0.2 || centre_distance(before, now) <= 1.5 * before.w.max(now.w)
 }
 
 /// Tracks with at most this many reads are fragments: they emit only with a very confident read
