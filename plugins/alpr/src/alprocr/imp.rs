@@ -10,9 +10,7 @@ use gst_base::subclass::prelude::*;
 
 use super::engine::OcrEngine;
 use super::ocrmodel::{self, RgbView};
-use super::tracks::{
-    Crop, Emission, Extras, MergeConfig, Observation, Tracks, Unread, VehicleInfo,
-};
+use super::tracks::{Crop, Emission, Extras, Observation, Tracks, Unread, VehicleInfo};
 use super::vehicles::VehicleTracks;
 use super::vote::{EmitMode, FormatMode, PlateFormat, VoteRead, VoterConfig};
 use super::{AlprOcrEmit, Settled};
@@ -46,10 +44,6 @@ const DEFAULT_IMAGE_MAX_SIDE: u32 = 1280;
 const DEFAULT_VEHICLE_EVENTS: bool = false;
 const DEFAULT_SETTLE_READS: u32 = 3;
 const DEFAULT_SETTLE_UNREAD: u32 = 10;
-const DEFAULT_MERGE_WINDOW: f64 = 0.5;
-const DEFAULT_REPEAT_WINDOW: f64 = 10.0;
-/// Frame rate assumed for the merge windows when the caps give none.
-const FALLBACK_FPS: f64 = 30.0;
 /// Reads below this confidence do not count against `settle-unread`: plates too small or too
 /// blurred to read give reads of 0.1-0.3 (roundabout.mp4: 90% under 0.23), readable ones about
 /// 1.0 (the EU slideshow: 96% at 0.7 or more).
@@ -78,9 +72,6 @@ struct Settings {
     vehicle_events: bool,
     settle_reads: u32,
     settle_unread: u32,
-    merge_window: f64,
-    repeat_window: f64,
-    fragment_confidence: f32,
 }
 
 impl Default for Settings {
@@ -107,24 +98,11 @@ impl Default for Settings {
             vehicle_events: DEFAULT_VEHICLE_EVENTS,
             settle_reads: DEFAULT_SETTLE_READS,
             settle_unread: DEFAULT_SETTLE_UNREAD,
-            merge_window: DEFAULT_MERGE_WINDOW,
-            repeat_window: DEFAULT_REPEAT_WINDOW,
-            fragment_confidence: MergeConfig::DEFAULT_FRAGMENT_CONFIDENCE,
         }
     }
 }
 
 impl Settings {
-    /// The merge rules with the windows in frames of a `fps` stream.
-    fn merge_config(&self, fps: f64) -> MergeConfig {
-        let frames = |secs: f64| (secs * fps).ceil().max(0.0) as u64;
-        MergeConfig {
-            linger_frames: frames(self.merge_window),
-            repeat_frames: frames(self.repeat_window),
-            fragment_confidence: self.fragment_confidence,
-        }
-    }
-
     fn voter_config(&self) -> Result<VoterConfig, String> {
         let format = match self.plate_format.as_deref().filter(|p| !p.is_empty()) {
             Some(p) => Some(
@@ -289,9 +267,7 @@ impl AlprOcr {
     /// Fills id, camera, source and keys; encodes the crop (and the extra images) as JPEG.
     fn finalize(&self, state: &State, e: Emission) -> Option<(PlateEvent, EventImages)> {
         let mut ev = e.event;
-        if ev.event_id.is_empty() {
-            ev.event_id = event::new_event_id();
-        }
+        ev.event_id = event::new_event_id();
         ev.camera_id = state.settings.camera_id.clone();
         ev.source = state.source.clone();
         ev.image_key = match event::render_key(&state.settings.key_template, &ev) {
@@ -585,7 +561,6 @@ impl AlprOcr {
             }
             frame.ended_tracks.push(*id);
         }
-        emissions.extend(state.tracks.tick(frame.frame_number));
         if vehicle_events {
             for e in &emissions {
                 state
@@ -729,18 +704,15 @@ impl AlprOcr {
 
     fn stats(&self) -> gst::Structure {
         let state = self.state.lock().unwrap();
-        let (c, open, merge) = state
+        let (c, open) = state
             .as_ref()
-            .map(|s| (s.counters, s.tracks.open_tracks(), s.tracks.merge_stats()))
+            .map(|s| (s.counters, s.tracks.open_tracks()))
             .unwrap_or_default();
         gst::Structure::builder("alprocr-stats")
             .field("plates", c.plates)
             .field("reads", c.reads)
             .field("events", c.events)
             .field("open-tracks", open as u64)
-            .field("merged-tracks", merge.merged)
-            .field("repeat-tracks", merge.repeats)
-            .field("fragment-tracks", merge.fragments)
             .field("ocr-batches", c.ocr_batches)
             .field(
                 "ocr-ms-per-plate",
@@ -937,45 +909,6 @@ impl ObjectImpl for AlprOcr {
                     .default_value(DEFAULT_SETTLE_UNREAD)
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecDouble::builder("merge-window")
-                    .nick("Merge window")
-                    .blurb(
-                        "Seconds an ended track waits for another track of the same plate (the \
-                         same text up to the OCR's usual confusions, or a partial read of it) \
-                         to take in its reads, so that one car makes one event even when it was \
-                         tracked in pieces. Events at track end come this much later. 0 = \
-                         decide at once (an open track of the same plate still takes it in)",
-                    )
-                    .minimum(0.0)
-                    .maximum(3600.0)
-                    .default_value(DEFAULT_MERGE_WINDOW)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecDouble::builder("repeat-window")
-                    .nick("Repeat window")
-                    .blurb(
-                        "Seconds after a plate's last read during which a new track of the same \
-                         plate is the same car (a stop, a parked car, a broken track): it \
-                         continues the earlier event instead of making another. 0 = off",
-                    )
-                    .minimum(0.0)
-                    .maximum(86_400.0)
-                    .default_value(DEFAULT_REPEAT_WINDOW)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecFloat::builder("fragment-confidence")
-                    .nick("Fragment confidence")
-                    .blurb(
-                        "A track read only once or twice (a fragment: a plate seen for a \
-                         moment, a track that broke) makes an event only if one of its reads \
-                         has at least this confidence; most such tracks are parts of a car \
-                         already read, or misreads. 0 = every track counts",
-                    )
-                    .minimum(0.0)
-                    .maximum(1.0)
-                    .default_value(MergeConfig::DEFAULT_FRAGMENT_CONFIDENCE)
-                    .mutable_ready()
-                    .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
                     .blurb(
@@ -1033,9 +966,6 @@ impl ObjectImpl for AlprOcr {
             "vehicle-events" => set!(vehicle_events, bool),
             "settle-reads" => set!(settle_reads, u32),
             "settle-unread" => set!(settle_unread, u32),
-            "merge-window" => set!(merge_window, f64),
-            "repeat-window" => set!(repeat_window, f64),
-            "fragment-confidence" => set!(fragment_confidence, f32),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -1067,9 +997,6 @@ impl ObjectImpl for AlprOcr {
             "vehicle-events" => s.vehicle_events.to_value(),
             "settle-reads" => s.settle_reads.to_value(),
             "settle-unread" => s.settle_unread.to_value(),
-            "merge-window" => s.merge_window.to_value(),
-            "repeat-window" => s.repeat_window.to_value(),
-            "fragment-confidence" => s.fragment_confidence.to_value(),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -1125,7 +1052,6 @@ impl BaseTransformImpl for AlprOcr {
             tracks: {
                 let mut t = Tracks::new(voter);
                 t.set_settle_reads(settings.settle_reads as usize);
-                t.set_merge(settings.merge_config(FALLBACK_FPS));
                 t
             },
             settings,
@@ -1178,13 +1104,6 @@ impl BaseTransformImpl for AlprOcr {
         let state = state
             .as_mut()
             .ok_or_else(|| gst::loggable_error!(CAT, "caps set before the element started"))?;
-        let fps = info.fps();
-        let fps = if fps.numer() > 0 && fps.denom() > 0 {
-            f64::from(fps.numer()) / f64::from(fps.denom())
-        } else {
-            FALLBACK_FPS
-        };
-        state.tracks.set_merge(state.settings.merge_config(fps));
         state.info = Some(info);
         state.layout = Some(layout);
         Ok(())

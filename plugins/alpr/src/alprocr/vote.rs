@@ -404,43 +404,6 @@ impl TrackVoter {
         Some(self.emit(o, true))
     }
 
-    /// Takes over the reads of `other` (another track of the same plate: a fragment), as if
-    /// they had been pushed here after this voter's own; their push indices are shifted by
-    /// `index_offset` (this track's push count, so indices stay unique). What either voter
-    /// emitted counts as emitted: the merged track does not announce the same text again.
-    /// Nothing is emitted here; the next push or [`Self::finish`] decides.
-    pub fn absorb(&mut self, other: TrackVoter, index_offset: usize) {
-        self.total += other.total;
-        if self.last_emitted.is_none() {
-            self.last_emitted = other.last_emitted;
-        }
-        for mut r in other.reads {
-            r.index += index_offset;
-            self.reads.push(r);
-        }
-        while self.reads.len() > self.cfg.max_reads {
-            let weakest = self
-                .reads
-                .iter()
-                .enumerate()
-                .min_by(|a, b| a.1.weight.total_cmp(&b.1.weight))
-                .map(|(i, _)| i)
-                .unwrap_or(0);
-            self.reads.remove(weakest);
-        }
-    }
-
-    /// Records `text` as already emitted (by another track this one continues): the same text
-    /// is not emitted again, a different one comes out as an update.
-    pub fn set_emitted(&mut self, text: &str) {
-        self.last_emitted = Some(text.to_string());
-    }
-
-    /// The highest text confidence among the reads kept.
-    pub fn best_read_confidence(&self) -> f32 {
-        self.reads.iter().map(|r| r.confidence).fold(0.0, f32::max)
-    }
-
     /// The current decision without emitting it (e.g. for an on-screen overlay), ignoring the
     /// gates; `kind` says how it relates to the last emitted one.
     pub fn current(&self) -> Option<Decision> {
@@ -705,80 +668,6 @@ pub fn normalize_o0(s: &str) -> String {
     s.chars()
         .map(|c| if c == 'O' || c == 'o' { '0' } else { c })
         .collect()
-}
-
-/// Maps the characters an OCR model typically confuses on plates to one representative each
-/// (O/Q/D -> 0, I/L -> 1, Z -> 2, S -> 5, G -> 6, B -> 8), upper-cased: two reads of one plate
-/// that differ only by such confusions get the same key.
-pub fn confusion_key(s: &str) -> String {
-    s.chars()
-        .map(|c| match c.to_ascii_uppercase() {
-            'O' | 'Q' | 'D' => '0',
-            'I' | 'L' => '1',
-            'Z' => '2',
-            'S' => '5',
-            'G' => '6',
-            'B' => '8',
-            c => c,
-        })
-        .collect()
-}
-
-/// The smallest Levenshtein distance between `needle` and any substring of `hay` (semi-global
-/// alignment: `hay`'s ends are free). 0 when `needle` is a substring of `hay`.
-pub fn substring_distance(needle: &str, hay: &str) -> usize {
-    let n: Vec<char> = needle.chars().collect();
-    let h: Vec<char> = hay.chars().collect();
-    // prev[j]: distance of needle[..i] to the best substring of hay ending at j.
-    let mut prev = vec![0usize; h.len() + 1];
-    let mut cur = vec![0usize; h.len() + 1];
-    for (i, cn) in n.iter().enumerate() {
-        cur[0] = i + 1;
-        for (j, ch) in h.iter().enumerate() {
-            let sub = prev[j] + usize::from(cn != ch);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        std::mem::swap(&mut prev, &mut cur);
-    }
-    prev.into_iter().min().unwrap_or(n.len())
-}
-
-/// How two plate texts relate, read with the OCR's typical confusions forgiven
-/// ([`confusion_key`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PlateMatch {
-    /// The same text up to confusions.
-    Same,
-    /// Nearly the same: one edit per four characters of the longer text (at least one), or the
-    /// shorter is a part of the longer (three or four characters exactly, five or more up to
-    /// one edit): what a partly visible or badly read plate gives.
-    Near,
-    /// Different plates.
-    Different,
-}
-
-/// Compares two plate texts (see [`PlateMatch`]).
-pub fn plate_match(a: &str, b: &str) -> PlateMatch {
-    let (ka, kb) = (confusion_key(a), confusion_key(b));
-    if ka.is_empty() || kb.is_empty() {
-        return PlateMatch::Different;
-    }
-    if ka == kb {
-        return PlateMatch::Same;
-    }
-    let (short, long) = if ka.chars().count() <= kb.chars().count() {
-        (&ka, &kb)
-    } else {
-        (&kb, &ka)
-    };
-    let (ls, ll) = (short.chars().count(), long.chars().count());
-    if levenshtein(&ka, &kb) <= (ll / 4).max(1) {
-        return PlateMatch::Near;
-    }
-    if ls >= 3 && substring_distance(short, long) <= usize::from(ls >= 5) {
-        return PlateMatch::Near;
-    }
-    PlateMatch::Different
 }
 
 /// Levenshtein distance in characters (insertions, deletions and substitutions cost 1).
