@@ -10,7 +10,7 @@
 //! pub type TrackId = u64;
 //! pub struct Detection { x, y, w, h: f32 /* top-left + size, px */, score: f32, class_id: i32, user: u32 }
 //! pub struct ByteTrackConfig { track_thresh, low_thresh, new_track_thresh, match_thresh: f32,
-//!                              track_buffer: u32, frame_rate: f32, motion_gate: f32 } // Default = reference
+//!                              track_buffer: u32, frame_rate: f32 }      // Default = reference
 //! impl ByteTrackConfig { pub fn max_time_lost(&self) -> u32 }
 //! pub struct TrackInfo { id, x, y, w, h, score, class_id, detection: Option<usize>, age, hits }
 //! impl TrackInfo { pub fn matched(&self) -> bool }
@@ -150,14 +150,6 @@ pub struct ByteTrackConfig {
     pub track_buffer: u32,
     /// Video frame rate; one `update`/`predict_only` call is one frame.
     pub frame_rate: f32,
-    /// Association that survives motion larger than the box itself (0 = off: plain IoU, as the
-    /// reference). When positive, the similarity of a track and a detection is the larger of
-    /// their IoU and a nearness score `(1 - d / motion_gate) * s`, where `d` is the distance of
-    /// the box centres in units of the boxes' mean width (x) and height (y) and `s` the ratio of
-    /// the smaller to the larger side length (`sqrt` of the area ratio). Small, fast boxes (plates
-    /// of 20-40 px moving more than their width per frame) keep their track; boxes further apart
-    /// than `motion_gate` sizes never match. See [`similarity`].
-    pub motion_gate: f32,
 }
 
 impl Default for ByteTrackConfig {
@@ -169,7 +161,6 @@ impl Default for ByteTrackConfig {
             match_thresh: 0.8,
             track_buffer: 30,
             frame_rate: 30.0,
-            motion_gate: 0.0,
         }
     }
 }
@@ -198,7 +189,6 @@ impl ByteTrackConfig {
             (&mut self.low_thresh, d.low_thresh),
             (&mut self.new_track_thresh, d.new_track_thresh),
             (&mut self.match_thresh, d.match_thresh),
-            (&mut self.motion_gate, d.motion_gate),
         ] {
             if !v.is_finite() {
                 *v = dv;
@@ -372,10 +362,7 @@ impl ByteTracker {
             &s.det_boxes,
             detections,
             &s.high,
-            Metric {
-                fuse_score: true,
-                gate: f64::from(cfg.motion_gate),
-            },
+            true,
         );
         s.row_matched.clear();
         s.row_matched.resize(s.pool.len(), false);
@@ -403,10 +390,7 @@ impl ByteTracker {
             &s.det_boxes,
             detections,
             &s.low,
-            Metric {
-                fuse_score: false,
-                gate: f64::from(cfg.motion_gate),
-            },
+            false,
         );
         s.row_matched.clear();
         s.row_matched.resize(s.rows.len(), false);
@@ -445,10 +429,7 @@ impl ByteTracker {
             &s.det_boxes,
             detections,
             &s.cols,
-            Metric {
-                fuse_score: true,
-                gate: f64::from(cfg.motion_gate),
-            },
+            true,
         );
         s.row_matched.clear();
         s.row_matched.resize(s.rows.len(), false);
@@ -627,17 +608,7 @@ impl Track {
     }
 }
 
-/// How [`fill_cost`] scores a track against a detection.
-#[derive(Clone, Copy)]
-struct Metric {
-    /// Multiply the similarity by the detection's score (reference `fuse_score`).
-    fuse_score: bool,
-    /// [`ByteTrackConfig::motion_gate`].
-    gate: f64,
-}
-
-/// Row-major `rows x cols` cost `1 - similarity` (times the detection score when `fuse_score`);
-/// the similarity is IoU unless `gate` is positive (see [`similarity`]).
+/// Row-major `rows x cols` cost `1 - IoU` (times the detection score when `fuse_score`).
 fn fill_cost(
     cost: &mut Vec<f64>,
     tracks: &[Track],
@@ -645,14 +616,13 @@ fn fill_cost(
     det_boxes: &[[f64; 4]],
     dets: &[Detection],
     cols: &[usize],
-    metric: Metric,
+    fuse_score: bool,
 ) {
-    let Metric { fuse_score, gate } = metric;
     cost.clear();
     for &k in rows {
         let tb = tracks[k].kf.tlbr();
         cost.extend(cols.iter().map(|&di| {
-            let sim = similarity(&tb, &det_boxes[di], gate);
+            let sim = iou(&tb, &det_boxes[di]);
             1.0 - if fuse_score {
                 sim * f64::from(dets[di].score)
             } else {
@@ -730,28 +700,6 @@ fn report(tracks: &[Track], frame: u64, out: &mut FrameOutput) {
             }
         }
     }
-}
-
-/// Similarity of two `[x1, y1, x2, y2]` boxes for association: their IoU, or with a positive
-/// `gate` the larger of the IoU and `(1 - d / gate) * s` (see [`ByteTrackConfig::motion_gate`]).
-/// The nearness term is scale-aware: a 30 px plate that moved 45 px scores like a 300 px car
-/// that moved 450 px, and a box that doubled in size in one frame is only half as similar.
-fn similarity(a: &[f64; 4], b: &[f64; 4], gate: f64) -> f64 {
-    let v = iou(a, b);
-    if gate.is_nan() || gate <= 0.0 {
-        return v;
-    }
-    let (aw, ah, bw, bh) = (a[2] - a[0], a[3] - a[1], b[2] - b[0], b[3] - b[1]);
-    if !(aw > 0.0 && ah > 0.0 && bw > 0.0 && bh > 0.0) {
-        return v;
-    }
-    let dx = ((a[0] + a[2]) - (b[0] + b[2])) / (aw + bw);
-    let dy = ((a[1] + a[3]) - (b[1] + b[3])) / (ah + bh);
-    let d = (dx * dx + dy * dy).sqrt();
-    let (aa, ba) = (aw * ah, bw * bh);
-    let scale = (aa.min(ba) / aa.max(ba)).sqrt();
-    let near = (1.0 - d / gate).max(0.0) * scale;
-    if near.is_finite() { v.max(near) } else { v }
 }
 
 /// IoU of two `[x1, y1, x2, y2]` boxes; 0 for empty, degenerate or non-finite input.

@@ -9,7 +9,7 @@ use gst_base::subclass::prelude::*;
 
 use super::TRACKS_ENDED_EVENT;
 use super::bytetrack::ByteTrackConfig;
-use super::tracker::{FrameTracker, PLATE_MOTION_GATE, VEHICLE_MOTION_GATE};
+use super::tracker::FrameTracker;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -34,7 +34,6 @@ struct Settings {
     new_track_thresh: f32,
     match_thresh: f32,
     track_buffer: u32,
-    plate_motion_gate: f32,
 }
 
 impl Default for Settings {
@@ -45,7 +44,6 @@ impl Default for Settings {
             new_track_thresh: DEFAULT_NEW_TRACK_THRESH,
             match_thresh: DEFAULT_MATCH_THRESH,
             track_buffer: DEFAULT_TRACK_BUFFER,
-            plate_motion_gate: PLATE_MOTION_GATE,
         }
     }
 }
@@ -59,16 +57,7 @@ impl Settings {
             match_thresh: self.match_thresh,
             track_buffer: self.track_buffer,
             frame_rate: fps,
-            motion_gate: 0.0,
         }
-    }
-
-    fn tracker(&self, fps: f32) -> FrameTracker {
-        FrameTracker::with_gates(
-            self.config(fps),
-            VEHICLE_MOTION_GATE,
-            self.plate_motion_gate,
-        )
     }
 }
 
@@ -92,7 +81,7 @@ impl AlprTrack {
     fn new_state(&self, fps: f32) -> State {
         let settings = *self.settings.lock().unwrap();
         State {
-            tracker: settings.tracker(fps),
+            tracker: FrameTracker::new(settings.config(fps)),
             fps,
             frames: 0,
             tracks_started: 0,
@@ -178,19 +167,6 @@ impl ObjectImpl for AlprTrack {
                     .default_value(DEFAULT_TRACK_BUFFER)
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecFloat::builder("plate-motion-gate")
-                    .nick("Plate motion gate")
-                    .blurb(
-                        "How far a plate may move between frames and keep its track, in plate \
-                         sizes (its box's width across, its height up and down): a plate that \
-                         moved d sizes scores 1 - d / gate, scaled by the size change, where \
-                         plain IoU finds no overlap. 0 = IoU only",
-                    )
-                    .minimum(0.0)
-                    .maximum(20.0)
-                    .default_value(PLATE_MOTION_GATE)
-                    .mutable_ready()
-                    .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
                     .blurb("Frames processed and vehicle tracks started so far")
@@ -223,7 +199,6 @@ impl ObjectImpl for AlprTrack {
             "new-track-thresh" => set!(new_track_thresh, f32),
             "match-thresh" => set!(match_thresh, f32),
             "track-buffer" => set!(track_buffer, u32),
-            "plate-motion-gate" => set!(plate_motion_gate, f32),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -236,7 +211,6 @@ impl ObjectImpl for AlprTrack {
             "new-track-thresh" => s.new_track_thresh.to_value(),
             "match-thresh" => s.match_thresh.to_value(),
             "track-buffer" => s.track_buffer.to_value(),
-            "plate-motion-gate" => s.plate_motion_gate.to_value(),
             "stats" => {
                 let state = self.state.lock().unwrap();
                 let (frames, started) = state
@@ -285,7 +259,6 @@ impl BaseTransformImpl for AlprTrack {
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = true;
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
-        crate::metrics::start_for(self.obj().upcast_ref(), None);
         self.reader.reset();
         *self.state.lock().unwrap() = Some(self.new_state(FALLBACK_FPS));
         Ok(())

@@ -26,21 +26,6 @@ pub const PLATE_TRACK_BASE: u64 = 1 << 40;
 struct Vehicle {
     public: u64,
     plate: Option<TrackId>,
-    /// Where its plate was last seen in its box: the centre as a fraction of the box's width
-    /// and height.
-    plate_at: Option<(f32, f32)>,
-}
-
-/// A plate that moved by more than this part of its vehicle's box (across or up and down)
-/// between two frames, while the box followed the car, is another car's plate: the tracker
-/// followed a new car into the old one's place (a queue, a cut).
-const PLATE_JUMP: f32 = 0.25;
-
-/// The centre of `plate` as a fraction of `vehicle`'s width and height.
-fn place_in(plate: &BBox, vehicle: &BBox) -> Option<(f32, f32)> {
-    let fx = (plate.x + plate.w / 2.0 - vehicle.x) / vehicle.w;
-    let fy = (plate.y + plate.h / 2.0 - vehicle.y) / vehicle.h;
-    (fx.is_finite() && fy.is_finite()).then_some((fx, fy))
 }
 
 /// Tracks vehicles and plates of successive frames.
@@ -58,57 +43,20 @@ pub struct FrameTracker {
     next_public: u64,
     /// Plate track -> the ByteTrack vehicle track it belongs to.
     plate_owner: HashMap<TrackId, TrackId>,
-    /// Plate tracks reported downstream under an id of their own: a plate-space id
-    /// ([`PLATE_TRACK_BASE`] + n) while the plate was never in a tracked car, or the id of the
-    /// car it was in, handed over when that car's track ended while its plate was still seen.
-    /// Every public id is ended exactly once and never used again.
-    plate_public: HashMap<TrackId, u64>,
-    next_plate_public: u64,
+    /// Plate-only tracks that were reported downstream under their own id.
+    plate_only_seen: HashSet<TrackId>,
     dets: Vec<Detection>,
     class_names: HashMap<i32, String>,
 }
 
-/// Default [`ByteTrackConfig::motion_gate`] of the plate tracker: a plate keeps its track while
-/// it moves up to about two of its own sizes per frame (20-40 px plates of a car approaching at
-/// 10 fps move more than their width between frames, where IoU alone finds nothing).
-pub const PLATE_MOTION_GATE: f32 = 3.0;
-/// Default [`ByteTrackConfig::motion_gate`] of the vehicle tracker (plain IoU, the reference
-/// ByteTrack): vehicle boxes are large next to their motion per frame.
-pub const VEHICLE_MOTION_GATE: f32 = 0.0;
-
 impl FrameTracker {
-    /// A tracker with `config` for vehicles and plates alike, with the default motion gates
-    /// ([`VEHICLE_MOTION_GATE`], [`PLATE_MOTION_GATE`]).
     pub fn new(config: ByteTrackConfig) -> Self {
-        Self::with_gates(config, VEHICLE_MOTION_GATE, PLATE_MOTION_GATE)
-    }
-
-    /// A tracker with `config` and its own motion gate for each kind of object.
-    pub fn with_gates(config: ByteTrackConfig, vehicle_gate: f32, plate_gate: f32) -> Self {
         FrameTracker {
-            vehicles: ByteTracker::new(ByteTrackConfig {
-                motion_gate: vehicle_gate,
-                ..config
-            }),
-            plates: ByteTracker::new(ByteTrackConfig {
-                motion_gate: plate_gate,
-                ..config
-            }),
+            vehicles: ByteTracker::new(config),
+            plates: ByteTracker::new(config),
             next_public: 1,
-            next_plate_public: 1,
             ..Default::default()
         }
-    }
-
-    /// The public id plate track `p` is reported under while it is not in a tracked car.
-    fn plate_public_of(&mut self, p: TrackId) -> u64 {
-        if let Some(&id) = self.plate_public.get(&p) {
-            return id;
-        }
-        let id = PLATE_TRACK_BASE + self.next_plate_public;
-        self.next_plate_public += 1;
-        self.plate_public.insert(p, id);
-        id
     }
 
     fn class_id(&mut self, name: &str) -> i32 {
@@ -131,7 +79,6 @@ impl FrameTracker {
             Vehicle {
                 public,
                 plate: None,
-                plate_at: None,
             },
         );
         public
@@ -200,12 +147,7 @@ impl FrameTracker {
             obj.predicted = false;
         }
         self.dets = dets;
-        // Vehicles whose track ended are settled after the plates: a plate still seen carries
-        // its car's id on.
-        let removed_vehicles: Vec<Vehicle> = removed
-            .iter()
-            .filter_map(|id| self.vehicle.remove(id))
-            .collect();
+        self.end_vehicles(&removed, ended);
 
         let dets = self.detections_of(frame, ObjectKind::Plate);
         let out = self.plates.update(&dets);
@@ -229,12 +171,7 @@ impl FrameTracker {
                 (Some(p), Some(v)) => {
                     self.plate_owner.insert(*p, v);
                     if confirmed[k].is_some() {
-                        let plate = &frame.objects[idx];
-                        let at = plate.parent_id.and_then(|pid| {
-                            let car = frame.objects.iter().find(|o| o.id == pid)?;
-                            place_in(&plate.bbox, &car.bbox)
-                        });
-                        self.note_plate(v, *p, at, &seen_plates, frame, ended)
+                        self.note_plate(v, *p, &seen_plates, frame, ended)
                     } else {
                         self.public_of(v)
                     }
@@ -243,17 +180,8 @@ impl FrameTracker {
                     match self.plate_owner.get(p).and_then(|v| self.vehicle.get(v)) {
                         Some(v) => v.public,
                         None => {
-                            let vehicle = removed_vehicles.iter().find(|v| v.plate == Some(*p));
-                            match vehicle {
-                                // Its car's track ended on this frame: the plate carries on
-                                // under the car's id.
-                                Some(v) if !self.plate_public.contains_key(p) => {
-                                    self.plate_owner.remove(p);
-                                    self.plate_public.insert(*p, v.public);
-                                    v.public
-                                }
-                                _ => self.plate_public_of(*p),
-                            }
+                            self.plate_only_seen.insert(*p);
+                            PLATE_TRACK_BASE + p
                         }
                     }
                 }
@@ -265,21 +193,17 @@ impl FrameTracker {
             obj.predicted = false;
         }
         self.end_plates(&removed, ended);
-        self.end_vehicles(removed_vehicles, ended);
     }
 
-    /// Records that vehicle track `v` carries the confirmed plate track `p`, whose centre sits at
-    /// `at` in the car's box. If the car's plate is now in another place of its box (by more
-    /// than [`PLATE_JUMP`]: another plate track while the old one is gone, or the same plate
-    /// track that leapt), the vehicle track has switched cars: the old id ends and a new one
-    /// starts (objects of this frame already labelled with the old id are relabelled). Only
-    /// confirmed plate tracks count: a flickering false plate (born and dropped again and again)
-    /// must not split a car.
+    /// Records that vehicle track `v` carries the confirmed plate track `p`; if it carried another
+    /// confirmed plate that is gone now, the vehicle track has switched cars: the old id ends and
+    /// a new one starts (objects of this frame already labelled with the old id are relabelled).
+    /// Only confirmed plate tracks count: a flickering false plate (born and dropped again and
+    /// again) must not split a car.
     fn note_plate(
         &mut self,
         v: TrackId,
         p: TrackId,
-        at: Option<(f32, f32)>,
         seen_plates: &HashSet<TrackId>,
         frame: &mut AlprFrame,
         ended: &mut Vec<u64>,
@@ -288,28 +212,11 @@ impl FrameTracker {
         let Some(entry) = self.vehicle.get(&v).copied() else {
             return public;
         };
-        let jumped = match (entry.plate_at, at) {
-            (Some(a), Some(b)) => (a.0 - b.0).abs() > PLATE_JUMP || (a.1 - b.1).abs() > PLATE_JUMP,
-            // Where the plate sat is unknown: a new plate track is taken as a new plate.
-            _ => true,
-        };
-        let switched = match entry.plate {
-            // Another plate track where the old one is gone: a new car, unless the new track
-            // sits where the old plate sat (the plate tracker lost the plate and found it
-            // again).
-            Some(old) if old != p => !seen_plates.contains(&old) && jumped,
-            // The same plate track, but it leapt inside the car's box: another car's plate
-            // that the plate tracker took for the old one.
-            Some(_) => jumped,
-            None => false,
-        };
+        let switched = matches!(entry.plate, Some(old) if old != p && !seen_plates.contains(&old));
         // A plate tracked on its own before its car was tracked keeps its id: its reads so far
         // are filed under it, and the car takes it over.
-        let adopted = if entry.plate.is_none() {
-            self.plate_public.remove(&p)
-        } else {
-            None
-        };
+        let adopted = (entry.plate.is_none() && self.plate_only_seen.remove(&p))
+            .then_some(PLATE_TRACK_BASE + p);
         let new_id = if switched {
             Some(self.next_public)
         } else {
@@ -335,7 +242,6 @@ impl FrameTracker {
             Vehicle {
                 public,
                 plate: Some(p),
-                plate_at: at,
             },
         );
         public
@@ -367,10 +273,7 @@ impl FrameTracker {
             });
             next_id += 1;
         }
-        let removed_vehicles: Vec<Vehicle> = removed
-            .iter()
-            .filter_map(|id| self.vehicle.remove(id))
-            .collect();
+        self.end_vehicles(&removed, ended);
 
         let out = self.plates.predict_only();
         let tracks = out.tracks.clone();
@@ -383,7 +286,7 @@ impl FrameTracker {
                 .filter(|v| self.vehicle.contains_key(v));
             let track_id = match owner {
                 Some(v) => self.vehicle[&v].public,
-                None => self.plate_public.get(&t.id).copied().unwrap_or(0),
+                None => PLATE_TRACK_BASE + t.id,
             };
             frame.objects.push(AlprObject {
                 id: next_id,
@@ -403,26 +306,21 @@ impl FrameTracker {
             next_id += 1;
         }
         self.end_plates(&removed, ended);
-        self.end_vehicles(removed_vehicles, ended);
     }
 
-    /// Ends the public ids of vehicle tracks removed this frame, except one handed over to its
-    /// plate (which then ends with the plate track).
-    fn end_vehicles(&mut self, removed: Vec<Vehicle>, ended: &mut Vec<u64>) {
-        for v in removed {
-            if !self.plate_public.values().any(|&id| id == v.public) {
+    fn end_vehicles(&mut self, removed: &[TrackId], ended: &mut Vec<u64>) {
+        for id in removed {
+            if let Some(v) = self.vehicle.remove(id) {
                 ended.push(v.public);
             }
         }
-        let vehicle = &self.vehicle;
-        self.plate_owner.retain(|_, v| vehicle.contains_key(v));
     }
 
     fn end_plates(&mut self, removed: &[TrackId], ended: &mut Vec<u64>) {
         for id in removed {
             self.plate_owner.remove(id);
-            if let Some(public) = self.plate_public.remove(id) {
-                ended.push(public);
+            if self.plate_only_seen.remove(id) {
+                ended.push(PLATE_TRACK_BASE + id);
             }
         }
     }
@@ -430,9 +328,8 @@ impl FrameTracker {
     /// Ends every live track (end of stream, discontinuity): returns their ids and starts over.
     pub fn finish(&mut self) -> Vec<u64> {
         let mut ids: Vec<u64> = self.vehicle.drain().map(|(_, v)| v.public).collect();
-        ids.extend(self.plate_public.drain().map(|(_, id)| id));
+        ids.extend(self.plate_only_seen.drain().map(|p| PLATE_TRACK_BASE + p));
         ids.sort_unstable();
-        ids.dedup();
         self.reset();
         ids
     }
@@ -444,7 +341,7 @@ impl FrameTracker {
         self.plates.reset();
         self.vehicle.clear();
         self.plate_owner.clear();
-        self.plate_public.clear();
+        self.plate_only_seen.clear();
     }
 }
 
@@ -596,126 +493,12 @@ mod tests {
             ids.push(car);
             ended.extend(frame.ended_tracks.iter().map(|e| (f, *e)));
         }
-        // The plate leapt across the car's box on frame 5: the split happens there, so the new
-        // car's first read is already filed under its own id.
-        assert!(ids[..5].iter().all(|&i| i == ids[0]), "{ids:?}");
-        assert!(ids[5..].iter().all(|&i| i == ids[5]), "{ids:?}");
-        assert_ne!(ids[0], ids[5]);
-        assert_eq!(ended, vec![(5, ids[0])]);
-        assert_eq!(t.finish(), vec![ids[5]]);
-    }
-
-    fn plate_frame(f: u64, plates: &[BBox], cars: &[BBox]) -> AlprFrame {
-        let mut objects = Vec::new();
-        for (i, b) in cars.iter().enumerate() {
-            objects.push(obj(i as u32 + 1, ObjectKind::Vehicle, *b, None));
-        }
-        for (i, b) in plates.iter().enumerate() {
-            let parent = cars
-                .iter()
-                .position(|c| {
-                    let (cx, cy) = (b.x + b.w / 2.0, b.y + b.h / 2.0);
-                    (c.x..c.x2()).contains(&cx) && (c.y..c.y2()).contains(&cy)
-                })
-                .map(|k| k as u32 + 1);
-            objects.push(obj(100 + i as u32, ObjectKind::Plate, *b, parent));
-        }
-        AlprFrame {
-            frame_number: f,
-            detected: true,
-            tracked: false,
-            width: 1280,
-            height: 720,
-            objects,
-            ended_tracks: vec![],
-        }
-    }
-
-    /// A 30x10 px plate moving 45 px per frame (more than its width) while growing 5% per
-    /// frame: one track with the motion gate, a new track almost every frame with IoU alone.
-    #[test]
-    fn a_small_fast_plate_keeps_one_track() {
-        let run = |gate: f32| {
-            let mut t = FrameTracker::with_gates(ByteTrackConfig::default(), 0.0, gate);
-            let mut ids = Vec::new();
-            for f in 0..12u64 {
-                let s = 1.05f32.powi(f as i32);
-                let b = BBox::new(1000.0 - 45.0 * f as f32, 400.0, 30.0 * s, 10.0 * s);
-                let mut frame = plate_frame(f, &[b], &[]);
-                t.process(&mut frame);
-                ids.push(frame.plates().next().unwrap().track_id);
-            }
-            ids
-        };
-        let gated = run(PLATE_MOTION_GATE);
-        assert!(
-            gated.iter().all(|&i| i == gated[0] && i > PLATE_TRACK_BASE),
-            "{gated:?}"
-        );
-        let iou_only = run(0.0);
-        let distinct: HashSet<u64> = iou_only.iter().copied().filter(|&i| i != 0).collect();
-        assert!(
-            distinct.len() > 3,
-            "IoU alone loses the plate: {iou_only:?}"
-        );
-    }
-
-    /// Two parked cars' plates side by side never swap or merge under the motion gate.
-    #[test]
-    fn neighbouring_plates_keep_their_own_tracks() {
-        let mut t = FrameTracker::with_gates(ByteTrackConfig::default(), 0.0, PLATE_MOTION_GATE);
-        let mut seen: Vec<(u64, u64)> = Vec::new();
-        for f in 0..10u64 {
-            let a = BBox::new(300.0 + f as f32, 400.0, 60.0, 20.0);
-            let b = BBox::new(520.0 + f as f32, 400.0, 60.0, 20.0);
-            let mut frame = plate_frame(f, &[a, b], &[]);
-            t.process(&mut frame);
-            let ids: Vec<u64> = frame.plates().map(|p| p.track_id).collect();
-            seen.push((ids[0], ids[1]));
-        }
-        assert!(seen.iter().all(|&s| s == seen[0] && s.0 != s.1), "{seen:?}");
-    }
-
-    /// A plate seen before its car: the car takes over the plate's id. When the car's track
-    /// then ends while the plate is still seen, the plate carries the car's id on; every id
-    /// ends exactly once and is never used after it ended.
-    #[test]
-    fn a_cars_id_lives_as_long_as_its_plate_and_ends_once() {
-        let cfg = ByteTrackConfig {
-            track_buffer: 3,
-            ..Default::default()
-        };
-        let mut t = FrameTracker::new(cfg);
-        let mut ended: Vec<u64> = Vec::new();
-        let mut labels: Vec<(u64, u64)> = Vec::new();
-        for f in 0..30u64 {
-            let x = 200.0 + 10.0 * f as f32;
-            let plate = BBox::new(x + 70.0, 300.0, 60.0, 20.0);
-            let car = BBox::new(x, 200.0, 200.0, 150.0);
-            let cars: &[BBox] = if (4..12).contains(&f) { &[car] } else { &[] };
-            let plates: &[BBox] = if f < 22 { &[plate] } else { &[] };
-            let mut frame = plate_frame(f, plates, cars);
-            t.process(&mut frame);
-            for o in &frame.objects {
-                if o.track_id != 0 {
-                    assert!(
-                        !ended.contains(&o.track_id),
-                        "frame {f}: {} reused",
-                        o.track_id
-                    );
-                    labels.push((f, o.track_id));
-                }
-            }
-            for id in &frame.ended_tracks {
-                assert!(!ended.contains(id), "{id} ended twice");
-                ended.push(*id);
-            }
-        }
-        ended.extend(t.finish());
-        let plate_ids: HashSet<u64> = labels.iter().map(|l| l.1).collect();
-        assert_eq!(plate_ids.len(), 1, "one id for the whole car: {labels:?}");
-        let id = *plate_ids.iter().next().unwrap();
-        assert!(ended.contains(&id));
+        // The new plate's track is confirmed on its second frame (6): the split happens there.
+        assert!(ids[..6].iter().all(|&i| i == ids[0]), "{ids:?}");
+        assert!(ids[6..].iter().all(|&i| i == ids[6]), "{ids:?}");
+        assert_ne!(ids[0], ids[6]);
+        assert_eq!(ended, vec![(6, ids[0])]);
+        assert_eq!(t.finish(), vec![ids[6]]);
     }
 
     #[test]
