@@ -259,6 +259,7 @@ impl BaseTransformImpl for AlprTrack {
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = true;
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
+        crate::metrics::start_for(self.obj().upcast_ref(), None);
         self.reader.reset();
         *self.state.lock().unwrap() = Some(self.new_state(FALLBACK_FPS));
         Ok(())
