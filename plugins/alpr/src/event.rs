@@ -33,7 +33,8 @@ pub fn register() {
 /// One decided plate of one vehicle track.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct PlateEvent {
-    /// Time-ordered unique id (UUIDv7), stable across retries: consumers dedup by it.
+    /// Time-ordered unique id (UUIDv7) of the car's event, stable across retries and shared by
+    /// its revisions: consumers dedup by it and keep the highest `revision`.
     pub event_id: String,
     pub camera_id: String,
     pub track_id: u64,

@@ -20,6 +20,7 @@
 //! | `width`, `height` | guint | frame size the boxes refer to |
 //! | `objects` | GstValueArray of `alpr-object` structures | see [`AlprObject`] |
 //! | `ended-tracks` | GstValueArray of guint64 | track ids that ended on this frame |
+//! | `replaced-tracks` | GstValueArray of guint64 | those of them that ended because another car took their place (optional) |
 
 use gst::glib;
 use gst::prelude::*;
@@ -249,6 +250,10 @@ pub struct AlprFrame {
     pub height: u32,
     pub objects: Vec<AlprObject>,
     pub ended_tracks: Vec<u64>,
+    /// Those of `ended_tracks` that ended because the tracker saw another car take their place
+    /// (the plate in a vehicle box changed): what follows there is a new car, however similar
+    /// its plate.
+    pub replaced_tracks: Vec<u64>,
 }
 
 /// A malformed `alpr-frame` meta (written by something other than this API).
@@ -288,10 +293,12 @@ impl AlprFrame {
             Err(gst::structure::GetError::FieldNotFound { .. }) => Vec::new(),
             Err(e) => return Err(MetaError::field("objects", e)),
         };
-        let ended_tracks = match s.get::<gst::Array>("ended-tracks") {
+        let ids = |field: &str| match s.get::<gst::Array>(field) {
             Ok(arr) => arr.iter().filter_map(|v| v.get::<u64>().ok()).collect(),
             Err(_) => Vec::new(),
         };
+        let ended_tracks = ids("ended-tracks");
+        let replaced_tracks = ids("replaced-tracks");
         Ok(AlprFrame {
             frame_number: s.get::<u64>("frame-number").unwrap_or(0),
             detected: s.get::<bool>("detected").unwrap_or(true),
@@ -300,6 +307,7 @@ impl AlprFrame {
             height: s.get::<u32>("height").unwrap_or(0),
             objects,
             ended_tracks,
+            replaced_tracks,
         })
     }
 
@@ -314,6 +322,14 @@ impl AlprFrame {
             gst::Array::new(self.objects.iter().map(|o| o.to_structure())),
         );
         s.set("ended-tracks", gst::Array::new(self.ended_tracks.iter()));
+        if self.replaced_tracks.is_empty() {
+            s.remove_field("replaced-tracks");
+        } else {
+            s.set(
+                "replaced-tracks",
+                gst::Array::new(self.replaced_tracks.iter()),
+            );
+        }
     }
 
     /// Writes (or replaces) the frame meta on `buffer`, and replaces the ALPR ROI metas so that

@@ -3,6 +3,9 @@
 //! ground-truthed video, the smoke clip (event, CSV row and bus message agree), and bad input.
 
 mod common;
+#[allow(dead_code)]
+#[path = "../examples/common/driveby.rs"]
+mod driveby;
 
 use std::sync::{Arc, Mutex};
 
@@ -365,6 +368,130 @@ fn slideshow_gives_one_correct_event_per_car() {
     assert!(correct * 100 >= n * 93, "correct on {correct} of {n}");
 }
 
+/// The first `frames` frames of a drive-by clip (cars that approach, pass and stop, at 10 fps)
+/// through the full chain, scored per car by `examples/common/driveby.rs` (an event belongs to
+/// the car in whose frames its best read lies).
+fn driveby(name: &str, frames: u64) -> driveby::Report {
+    let clip = common::media(name);
+    let read = |ext: &str| std::fs::read_to_string(clip.with_extension(ext)).unwrap();
+    let truth: Vec<_> = driveby::parse_truth(&read("csv"))
+        .unwrap()
+        .into_iter()
+        .filter(|t| t.1 < frames)
+        .collect();
+    let motion = driveby::parse_motion(&read("motion.csv")).unwrap();
+    let segments = driveby::segments(&truth, &motion);
+    let run = run_clip(
+        &clip,
+        &format!("identity eos-after={frames} ! alprdetect ! alprtrack ! alprocr"),
+    );
+    let events = driveby::merge_revisions(run.events.iter().map(|e| driveby::Event {
+        text: e.plate_text.clone(),
+        first: e.frame_number,
+        last: e.frame_number,
+        reads: e.reads,
+        frame_number: e.frame_number,
+        track_id: e.track_id,
+        revision: e.revision,
+        event_id: e.event_id.clone(),
+    }));
+    let report = driveby::score(&segments, &events);
+    println!("{name}, {frames} frames:\n{}", report.table());
+    for s in &report.events {
+        let car = s.segment.map(|i| segments[i].plate.as_str());
+        println!(
+            "  frame {:5} track {:16} {:10} {:9} car {car:?}",
+            s.event.frame_number,
+            s.event.track_id,
+            s.event.text,
+            s.class.name()
+        );
+    }
+    report
+}
+
+/// Cars that really move (issue 13): while a car approaches from afar its small plate is
+/// tracked on its own, then under its car's id; a passing car's plate moves more than its width
+/// per frame; a stopped car stands for seconds. One event per car all the same, with its plate.
+#[test]
+fn driveby_cars_give_one_event_each() {
+    common::init();
+    let r = driveby("driveby-eu.mp4", 600);
+    let t = r.total;
+    assert!(t.cars >= 25, "{t:?}");
+    assert!(
+        t.duplicates == 0,
+        "{} duplicate events of {} cars",
+        t.duplicates,
+        t.cars
+    );
+    assert!(t.misreads == 0, "{} misreads emitted", t.misreads);
+    assert!(t.missed <= 1, "{} cars missed", t.missed);
+    assert!(
+        t.o0 * 100 >= t.cars * 96,
+        "read right (O==0): {} of {}",
+        t.o0,
+        t.cars
+    );
+    assert!(
+        t.other_excess <= 1,
+        "{} extra events of other plates",
+        t.other_excess
+    );
+}
+
+/// Hard cuts: the next car appears where the last one was, with no gap between them. A new car
+/// is a new event even with a similar plate: no car's reads end up in another car's event.
+#[test]
+fn driveby_hard_cuts_never_merge_two_cars() {
+    common::init();
+    let r = driveby("driveby-us-cut.mp4", 450);
+    let t = r.total;
+    assert!(t.cars >= 28, "{t:?}");
+    assert!(
+        t.duplicates * 10 <= t.cars,
+        "{} duplicate events of {} cars",
+        t.duplicates,
+        t.cars
+    );
+    assert!(t.missed <= 1, "{} cars missed", t.missed);
+    assert!(
+        t.o0 * 100 >= t.cars * 80,
+        "read right (O==0): {} of {}",
+        t.o0,
+        t.cars
+    );
+    assert!(
+        t.other_excess <= 1,
+        "{} extra events of other plates",
+        t.other_excess
+    );
+    // A merge across a cut shows as an event in one car's frames that reads the car before or
+    // after it.
+    let clip = common::media("driveby-us-cut.mp4");
+    let truth = driveby::parse_truth(&std::fs::read_to_string(clip.with_extension("csv")).unwrap())
+        .unwrap();
+    let across: Vec<_> = r
+        .events
+        .iter()
+        .filter_map(|s| Some((s, s.segment?)))
+        .filter(|(s, i)| {
+            [i.wrapping_sub(1), i + 1].iter().any(|&j| {
+                truth.get(j).is_some_and(|n| {
+                    n.2 != truth[*i].2
+                        && s.class == driveby::Class::Other
+                        && driveby::classify(&s.event.text, &n.2) != driveby::Class::Other
+                })
+            })
+        })
+        .map(|(s, _)| s.event.text.clone())
+        .collect();
+    assert!(
+        across.is_empty(),
+        "events with a neighbouring car's plate: {across:?}"
+    );
+}
+
 /// A parking bay (one still photo for 4 s): a car with a readable plate and three cut-off cars
 /// without one. alprdetect searches each car only until alprocr has read its plate
 /// (`settle-reads`) or has searched it in vain for `settle-unread` frames; alprocr's upstream
@@ -542,6 +669,7 @@ fn degenerate_plate_boxes_are_skipped() {
             plate(6, good.bbox),
         ],
         ended_tracks: vec![],
+        replaced_tracks: vec![],
     };
     let mut input = buf.copy();
     frame.write(input.make_mut()).unwrap();

@@ -79,6 +79,7 @@ fn synthetic_crossing_keeps_ids_and_announces_ends_at_eos() {
                 plate,
             ],
             ended_tracks: vec![],
+            replaced_tracks: vec![],
         };
         let out = h.push_and_pull(buffer_with(&frame, f)).unwrap();
         let got = AlprFrame::read(&out).unwrap().unwrap();
@@ -141,6 +142,7 @@ fn removed_track_is_listed_on_its_frame() {
             height: 720,
             objects,
             ended_tracks: vec![],
+            replaced_tracks: vec![],
         };
         let got = AlprFrame::read(&h.push_and_pull(buffer_with(&frame, f)).unwrap())
             .unwrap()

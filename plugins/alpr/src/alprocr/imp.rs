@@ -10,7 +10,9 @@ use gst_base::subclass::prelude::*;
 
 use super::engine::OcrEngine;
 use super::ocrmodel::{self, RgbView};
-use super::tracks::{Crop, Emission, Extras, Observation, Tracks, Unread, VehicleInfo};
+use super::tracks::{
+    self, Crop, Emission, Extras, MergeConfig, Observation, Tracks, Unread, VehicleInfo,
+};
 use super::vehicles::VehicleTracks;
 use super::vote::{EmitMode, FormatMode, PlateFormat, VoteRead, VoterConfig};
 use super::{AlprOcrEmit, Settled};
@@ -43,6 +45,7 @@ const DEFAULT_FRAME_IMAGE: bool = false;
 const DEFAULT_IMAGE_MAX_SIDE: u32 = 1280;
 const DEFAULT_VEHICLE_EVENTS: bool = false;
 const DEFAULT_SETTLE_READS: u32 = 3;
+const DEFAULT_MERGE_FRAMES: u32 = 5;
 const DEFAULT_SETTLE_UNREAD: u32 = 10;
 /// Reads below this confidence do not count against `settle-unread`: plates too small or too
 /// blurred to read give reads of 0.1-0.3 (roundabout.mp4: 90% under 0.23), readable ones about
@@ -72,6 +75,8 @@ struct Settings {
     vehicle_events: bool,
     settle_reads: u32,
     settle_unread: u32,
+    merge_frames: u32,
+    fragment_confidence: f32,
 }
 
 impl Default for Settings {
@@ -98,6 +103,8 @@ impl Default for Settings {
             vehicle_events: DEFAULT_VEHICLE_EVENTS,
             settle_reads: DEFAULT_SETTLE_READS,
             settle_unread: DEFAULT_SETTLE_UNREAD,
+            merge_frames: DEFAULT_MERGE_FRAMES,
+            fragment_confidence: tracks::DEFAULT_FRAGMENT_CONFIDENCE,
         }
     }
 }
@@ -267,7 +274,9 @@ impl AlprOcr {
     /// Fills id, camera, source and keys; encodes the crop (and the extra images) as JPEG.
     fn finalize(&self, state: &State, e: Emission) -> Option<(PlateEvent, EventImages)> {
         let mut ev = e.event;
-        ev.event_id = event::new_event_id();
+        if ev.event_id.is_empty() {
+            ev.event_id = event::new_event_id();
+        }
         ev.camera_id = state.settings.camera_id.clone();
         ev.source = state.source.clone();
         ev.image_key = match event::render_key(&state.settings.key_template, &ev) {
@@ -555,29 +564,45 @@ impl AlprOcr {
         if vehicle_events {
             state.vehicles.observe(frame, now);
         }
-        for id in std::mem::take(&mut frame.ended_tracks).iter() {
-            if let Some(e) = state.tracks.end(*id) {
-                emissions.push(e);
-            }
-            frame.ended_tracks.push(*id);
+        for id in &frame.ended_tracks {
+            let replaced = frame.replaced_tracks.contains(id);
+            emissions.extend(state.tracks.end(*id, frame.frame_number, replaced));
         }
-        if vehicle_events {
-            for e in &emissions {
-                state
-                    .vehicles
-                    .plate_decided(e.event.track_id, &e.event.plate_text);
-            }
-            for id in &frame.ended_tracks {
-                if let Some(v) = state.vehicles.end(*id) {
-                    let v = self.finalize_vehicle(state, v);
-                    state.pending_vehicles.push(v);
-                }
-            }
-        }
+        emissions.extend(state.tracks.tick(frame.frame_number));
+        self.release_vehicles(state, &emissions, false);
         Ok(emissions
             .into_iter()
             .filter_map(|e| self.finalize(state, e))
             .collect())
+    }
+
+    /// Vehicle-track events: notes the plates just decided, then ends the vehicle tracks whose
+    /// plate reading is over (or hands their sightings to the track their reads merged into);
+    /// `all` ends every vehicle track (EOS).
+    fn release_vehicles(&self, state: &mut State, emissions: &[Emission], all: bool) {
+        let released = state.tracks.take_released();
+        if !state.settings.vehicle_events {
+            return;
+        }
+        for e in emissions {
+            state
+                .vehicles
+                .plate_decided(e.event.track_id, &e.event.plate_text);
+        }
+        let mut ended = Vec::new();
+        for (id, into) in released {
+            match into {
+                Some(into) => state.vehicles.merge(id, into),
+                None => ended.extend(state.vehicles.end(id)),
+            }
+        }
+        if all {
+            ended.extend(state.vehicles.end_all());
+        }
+        for v in ended {
+            let v = self.finalize_vehicle(state, v);
+            state.pending_vehicles.push(v);
+        }
     }
 
     /// Ends `ids` (or all tracks) outside a buffer; the events wait for the next buffer or EOS.
@@ -585,27 +610,10 @@ impl AlprOcr {
         let mut guard = self.state.lock().unwrap();
         let Some(state) = guard.as_mut() else { return };
         let emissions: Vec<Emission> = match &ids {
-            Some(ids) => ids.iter().filter_map(|id| state.tracks.end(*id)).collect(),
+            Some(ids) => state.tracks.end_now(ids),
             None => state.tracks.end_all(),
         };
-        if state.settings.vehicle_events {
-            for e in &emissions {
-                state
-                    .vehicles
-                    .plate_decided(e.event.track_id, &e.event.plate_text);
-            }
-            let ended = match &ids {
-                Some(ids) => ids
-                    .iter()
-                    .filter_map(|id| state.vehicles.end(*id))
-                    .collect(),
-                None => state.vehicles.end_all(),
-            };
-            for v in ended {
-                let v = self.finalize_vehicle(state, v);
-                state.pending_vehicles.push(v);
-            }
-        }
+        self.release_vehicles(state, &emissions, ids.is_none());
         let finalized: Vec<_> = emissions
             .into_iter()
             .filter_map(|e| self.finalize(state, e))
@@ -704,11 +712,13 @@ impl AlprOcr {
 
     fn stats(&self) -> gst::Structure {
         let state = self.state.lock().unwrap();
-        let (c, open) = state
+        let (c, open, merge) = state
             .as_ref()
-            .map(|s| (s.counters, s.tracks.open_tracks()))
+            .map(|s| (s.counters, s.tracks.open_tracks(), s.tracks.stats()))
             .unwrap_or_default();
         gst::Structure::builder("alprocr-stats")
+            .field("merged-tracks", merge.merged)
+            .field("dropped-fragments", merge.fragments_dropped)
             .field("plates", c.plates)
             .field("reads", c.reads)
             .field("events", c.events)
@@ -897,6 +907,33 @@ impl ObjectImpl for AlprOcr {
                     .default_value(DEFAULT_SETTLE_READS)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecUInt::builder("merge-frames")
+                    .nick("Merge frames")
+                    .blurb(
+                        "Frames an ended track waits for a track that continues it (the same \
+                         plate, up to OCR confusions, seen where and within 3 frames of when it \
+                         was last seen): then its reads go into that track and one event comes \
+                         out for the car. A track the tracker lists as replaced (another plate \
+                         took its place in its vehicle box) merges only into the same text. 0 = \
+                         every track is its own event",
+                    )
+                    .maximum(1000)
+                    .default_value(DEFAULT_MERGE_FRAMES)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecFloat::builder("fragment-confidence")
+                    .nick("Fragment confidence")
+                    .blurb(
+                        "A track of one or two reads that no other track continues is emitted \
+                         only if its best read is at least this confident (such fragments of \
+                         far or half-seen plates are mostly misreads; they are counted in \
+                         stats as dropped-fragments). 0 = always emitted",
+                    )
+                    .minimum(0.0)
+                    .maximum(1.0)
+                    .default_value(tracks::DEFAULT_FRAGMENT_CONFIDENCE)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecUInt::builder("settle-unread")
                     .nick("Settle unread")
                     .blurb(
@@ -966,6 +1003,8 @@ impl ObjectImpl for AlprOcr {
             "vehicle-events" => set!(vehicle_events, bool),
             "settle-reads" => set!(settle_reads, u32),
             "settle-unread" => set!(settle_unread, u32),
+            "merge-frames" => set!(merge_frames, u32),
+            "fragment-confidence" => set!(fragment_confidence, f32),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -997,6 +1036,8 @@ impl ObjectImpl for AlprOcr {
             "vehicle-events" => s.vehicle_events.to_value(),
             "settle-reads" => s.settle_reads.to_value(),
             "settle-unread" => s.settle_unread.to_value(),
+            "merge-frames" => s.merge_frames.to_value(),
+            "fragment-confidence" => s.fragment_confidence.to_value(),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -1050,7 +1091,13 @@ impl BaseTransformImpl for AlprOcr {
         *self.state.lock().unwrap() = Some(State {
             engine,
             tracks: {
-                let mut t = Tracks::new(voter);
+                let mut t = Tracks::with_merge(
+                    voter,
+                    MergeConfig {
+                        linger_frames: u64::from(settings.merge_frames),
+                        fragment_confidence: settings.fragment_confidence,
+                    },
+                );
                 t.set_settle_reads(settings.settle_reads as usize);
                 t
             },

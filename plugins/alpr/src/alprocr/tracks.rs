@@ -2,10 +2,11 @@
 //! Per-track reading state: the voter, when the track was seen, and the best few crops, turned
 //! into [`PlateEvent`]s when the voter decides. No GStreamer here.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use super::vote::{
-    Decision, DecisionKind, EmitMode, TrackVoter, VoteRead, VoterConfig, levenshtein, normalize_o0,
+    Decision, DecisionKind, EmitMode, PlateMatch, TrackVoter, VoteRead, VoterConfig, levenshtein,
+    normalize_o0, plate_match,
 };
 use crate::event::PlateEvent;
 use crate::meta::BBox;
@@ -77,18 +78,94 @@ struct Candidate {
 struct TrackState {
     /// Track id published in events (the tracker's id, or a split segment of it).
     event_track: u64,
+    /// Event id of the track's first emission, kept by every later one (updates, a continuing
+    /// track): downstream stores keep one row per event id.
+    event_id: String,
     /// Confident reads that disagree with the decision, held back until they prove a new car
     /// (then they start a new segment) or turn out to be outliers (then the voter gets them).
     doubtful: Vec<Observation>,
     voter: TrackVoter,
+    /// The last [`HISTORY`] reads, replayed into another track that this one merges into.
+    history: VecDeque<(VoteRead, BBox)>,
     pushed: usize,
     first_seen_ms: i64,
     last_seen_ms: i64,
+    /// Frame and plate box of the first read, and of the last [`PLACES`] reads.
+    first_place: Option<Place>,
+    places: VecDeque<Place>,
+    best_confidence: f32,
     candidates: Vec<Candidate>,
     revision: Option<u32>,
     /// The plate is read: at least `settle_reads` reads agree exactly with the current decision
     /// and they are most of its cluster (see [`Tracks::is_settled`]).
     settled: bool,
+}
+
+/// Reads a track keeps for replaying into a track it merges into.
+const HISTORY: usize = 64;
+/// Where and when a track's plate was read, and what.
+#[derive(Debug, Clone)]
+struct Place {
+    frame: u64,
+    bbox: BBox,
+    text: String,
+}
+
+/// Recent plate places a track keeps for the continuity test.
+const PLACES: usize = 16;
+
+/// How ended tracks of one car are put back together (see [`Tracks`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MergeConfig {
+    /// Frames an ended track waits for a track that continues it before its event is
+    /// emitted; 0 = never merge (every track is its own event, as before).
+    pub linger_frames: u64,
+    /// A fragment (a track of at most [`FRAGMENT_READS`] reads) that no other track continues
+    /// is emitted only if its best read is at least this confident (0 = always).
+    pub fragment_confidence: f32,
+}
+
+impl Default for MergeConfig {
+    fn default() -> Self {
+        MergeConfig {
+            linger_frames: 5,
+            fragment_confidence: DEFAULT_FRAGMENT_CONFIDENCE,
+        }
+    }
+}
+
+/// Default of [`MergeConfig::fragment_confidence`].
+pub const DEFAULT_FRAGMENT_CONFIDENCE: f32 = 0.9;
+/// Tracks with at most this many reads are fragments.
+pub const FRAGMENT_READS: usize = 2;
+/// Two tracks continue each other only if their plates were seen within this many frames (a
+/// settled track counts as seen until it ended: its plate was no longer searched).
+const CONTINUITY_FRAMES: u64 = 3;
+/// ... and at most this many plate sizes (measured per axis in the plates' width and height)
+/// from where the ended track's plate would be then, moving on as it did, plus
+/// [`CONTINUITY_SLACK`] per frame between the two sightings.
+const CONTINUITY_SIZES: f32 = 1.0;
+const CONTINUITY_SLACK: f32 = 0.2;
+/// ... and at most this factor apart in width.
+const CONTINUITY_SCALE: f32 = 1.5;
+
+/// Where an ended track's reads go.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    Open(u64),
+    /// Index in [`Tracks::ended`].
+    Waiting(usize),
+}
+
+/// An ended track waiting [`MergeConfig::linger_frames`] for a continuation.
+#[derive(Debug)]
+struct Ended {
+    track_id: u64,
+    state: TrackState,
+    frame: u64,
+    /// The tracker saw another plate take this one's place in its vehicle box: a new car (a
+    /// camera cut, a queue) or its own plate re-found; merged only into the same text.
+    replaced: bool,
 }
 
 /// A decided event (without id and key, which the element assigns) and its crop.
@@ -99,24 +176,65 @@ pub struct Emission {
     pub extras: Extras,
 }
 
+/// What [`Tracks`] did with ended tracks, for the element's `stats`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MergeStats {
+    /// Ended tracks whose reads went into a track that continued them.
+    pub merged: u64,
+    /// Fragments not emitted: too few reads, none confident enough, nothing to merge into.
+    pub fragments_dropped: u64,
+}
+
+/// The reading state of every open track, and the ended ones that wait for a continuation.
+///
+/// One car can reach this module as several tracks: its plate tracked on its own before its
+/// car was, a track lost for a frame and found again under a new id. A track that ends waits
+/// [`MergeConfig::linger_frames`]; if meanwhile an open track saw the same plate (the same
+/// text up to OCR confusions, or only near it when the ended one is a fragment) where and when
+/// the ended one left off, the ended one's reads and crops go into it and only that track's
+/// event comes out, with all the evidence. Otherwise the ended track's event is emitted then
+/// (a fragment only when confident, see [`MergeConfig::fragment_confidence`]). A track the
+/// tracker ended because another plate took its place (a new car, or the plate lost and
+/// found again) merges only into the same text: a new car in the old car's place is a new
+/// event even with a similar plate.
 #[derive(Debug, Default)]
 pub struct Tracks {
     cfg: VoterConfig,
+    merge: MergeConfig,
     /// Agreeing reads after which a track counts as settled; 0 = never.
     settle_reads: usize,
     tracks: HashMap<u64, TrackState>,
+    ended: Vec<Ended>,
     /// Segments started per tracker id by splits.
     segments: HashMap<u64, u64>,
+    /// Tracker ids whose reading is over, each with the track it merged into (if it did):
+    /// see [`Tracks::take_released`].
+    released: Vec<(u64, Option<u64>)>,
+    stats: MergeStats,
 }
 
 impl Tracks {
     pub fn new(cfg: VoterConfig) -> Self {
+        Self::with_merge(cfg, MergeConfig::default())
+    }
+
+    pub fn with_merge(cfg: VoterConfig, merge: MergeConfig) -> Self {
         Tracks {
             cfg,
-            settle_reads: 0,
-            tracks: HashMap::new(),
-            segments: HashMap::new(),
+            merge,
+            ..Default::default()
         }
+    }
+
+    pub fn stats(&self) -> MergeStats {
+        self.stats
+    }
+
+    /// Tracker ids ended since the last call whose reading is over (emitted, dropped, or never
+    /// read), each with the open track it was merged into, if any. What else is kept per
+    /// track (vehicle-track events) can be finished or handed on then.
+    pub fn take_released(&mut self) -> Vec<(u64, Option<u64>)> {
+        std::mem::take(&mut self.released)
     }
 
     /// Reads that must agree before a track counts as settled (0: never). Never fewer than an
@@ -144,6 +262,11 @@ impl Tracks {
 
     pub fn open_tracks(&self) -> usize {
         self.tracks.len()
+    }
+
+    /// Ended tracks still waiting for a continuation.
+    pub fn waiting_tracks(&self) -> usize {
+        self.ended.len()
     }
 
     /// Whether a read of `quality` on track `track_id` would be kept among the track's best
@@ -225,27 +348,222 @@ impl Tracks {
         old.or(early)
     }
 
-    /// Ends a track: its final decision, unless already emitted unchanged.
-    pub fn end(&mut self, track_id: u64) -> Option<Emission> {
-        let mut state = self.tracks.remove(&track_id)?;
+    /// Ends track `track_id` on frame `frame`. Its event waits for a continuation (see
+    /// [`Tracks`]) unless merging is off; `replaced`: the tracker saw another plate take this
+    /// one's place in its vehicle box. Events due now are returned.
+    pub fn end(&mut self, track_id: u64, frame: u64, replaced: bool) -> Vec<Emission> {
+        let Some(mut state) = self.tracks.remove(&track_id) else {
+            self.released.push((track_id, None));
+            return Vec::new();
+        };
         self.segments.remove(&track_id);
         for held in std::mem::take(&mut state.doubtful) {
             state.add(held);
         }
-        let decision = state.voter.finish()?;
-        Some(state.emission(decision))
+        let ended = Ended {
+            track_id,
+            state,
+            frame,
+            replaced,
+        };
+        if self.merge.linger_frames == 0 {
+            return self.emit_ended(ended).into_iter().collect();
+        }
+        self.ended.push(ended);
+        Vec::new()
     }
 
-    /// Ends every open track (EOS), in track order.
+    /// Advances to frame `frame`: ended tracks that waited long enough are merged into the
+    /// track that continues them or emitted.
+    pub fn tick(&mut self, frame: u64) -> Vec<Emission> {
+        let linger = self.merge.linger_frames;
+        let mut out = Vec::new();
+        let mut k = 0;
+        while k < self.ended.len() {
+            if frame >= self.ended[k].frame.saturating_add(linger) {
+                let e = self.ended.remove(k);
+                out.extend(self.resolve(e));
+            } else {
+                k += 1;
+            }
+        }
+        out
+    }
+
+    /// Merges `e` into the track that continues it (open, or itself ended and waiting), or
+    /// emits it.
+    fn resolve(&mut self, e: Ended) -> Option<Emission> {
+        let target = match self.continuation(&e) {
+            Some(t) => t,
+            None => return self.emit_ended(e),
+        };
+        self.stats.merged += 1;
+        let (reads, cfg) = (self.settle_reads, &self.cfg);
+        match target {
+            Target::Open(id) => {
+                self.released.push((e.track_id, Some(id)));
+                let state = self.tracks.get_mut(&id).expect("continuation is open");
+                let out = state.absorb(e.state);
+                state.settled = state.is_settled(reads, cfg);
+                out
+            }
+            Target::Waiting(k) => {
+                let into = self.ended[k].track_id;
+                self.released.push((e.track_id, Some(into)));
+                self.ended[k].state.absorb(e.state)
+            }
+        }
+    }
+
+    /// The track that saw `e`'s plate where and when `e` left off, reading the same plate:
+    /// an open one, or one that started after `e` and has ended too (a chain of tracks of one
+    /// car); the closest one if several.
+    fn continuation(&self, e: &Ended) -> Option<Target> {
+        let mine = e.state.voter.current()?;
+        // Near texts only for fragments, and never across a replacement: a new car in the old
+        // one's place may well have a similar plate.
+        let near_ok = e.state.pushed <= FRAGMENT_READS && !e.replaced;
+        let last = e.state.last_place(&mine.text)?;
+        let velocity = e.state.velocity(&mine.text);
+        // A settled track's plate was not searched any more (alprdetect skip-settled): it was
+        // there until the tracker ended the track.
+        let since = if e.state.settled {
+            e.frame.max(last.frame)
+        } else {
+            last.frame
+        };
+        let open = self.tracks.iter().map(|(&id, t)| (Target::Open(id), t));
+        let waiting = self
+            .ended
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| w.state.first_frame() > e.state.first_frame())
+            .map(|(k, w)| (Target::Waiting(k), &w.state));
+        let mut best: Option<(f32, Target)> = None;
+        for (target, t) in open.chain(waiting) {
+            let Some(theirs) = t.voter.current() else {
+                continue;
+            };
+            let ok = match plate_match(&mine.text, &theirs.text) {
+                PlateMatch::Same => true,
+                PlateMatch::Near => near_ok,
+                PlateMatch::Different => false,
+            };
+            if !ok {
+                continue;
+            }
+            let Some(place) = t.place_near(since, &mine.text) else {
+                continue;
+            };
+            if place.frame.abs_diff(since) > CONTINUITY_FRAMES {
+                continue;
+            }
+            let gap = place.frame.abs_diff(last.frame);
+            let (a, b) = (&last.bbox, &place.bbox);
+            let scale = a.w.max(b.w) / a.w.min(b.w).max(1e-3);
+            // Where `e`'s plate would be at that frame, moving on as it did.
+            let dt = place.frame as f32 - last.frame as f32;
+            let (cx, cy) = (
+                a.x + a.w / 2.0 + velocity.0 * dt,
+                a.y + a.h / 2.0 + velocity.1 * dt,
+            );
+            // Per axis in plate widths and heights: a plate moving by its height vertically
+            // has moved as much as one moving by its width sideways.
+            let ex = (cx - b.x - b.w / 2.0) * 2.0 / (a.w + b.w);
+            let ey = (cy - b.y - b.h / 2.0) * 2.0 / (a.h + b.h);
+            let d = (ex * ex + ey * ey).sqrt();
+            let allowed = CONTINUITY_SIZES + CONTINUITY_SLACK * gap as f32;
+            if !(scale <= CONTINUITY_SCALE && d <= allowed) {
+                continue;
+            }
+            if best.as_ref().is_none_or(|(bd, _)| d < *bd) {
+                best = Some((d, target));
+            }
+        }
+        best.map(|(_, t)| t)
+    }
+
+    /// The final event of an ended track, unless already emitted unchanged, or a fragment not
+    /// confident enough to stand alone.
+    fn emit_ended(&mut self, mut e: Ended) -> Option<Emission> {
+        self.released.push((e.track_id, None));
+        if e.state.revision.is_none()
+            && e.state.pushed <= FRAGMENT_READS
+            && e.state.best_confidence < self.merge.fragment_confidence
+        {
+            self.stats.fragments_dropped += 1;
+            return None;
+        }
+        let decision = e.state.voter.finish()?;
+        Some(e.state.emission(decision))
+    }
+
+    /// Ends every open track and emits every waiting one (EOS), in track order. Waiting tracks
+    /// still merge into open tracks that continue them.
     pub fn end_all(&mut self) -> Vec<Emission> {
+        let mut out = Vec::new();
+        while !self.ended.is_empty() {
+            let e = self.ended.remove(0);
+            out.extend(self.resolve(e));
+        }
         let mut ids: Vec<u64> = self.tracks.keys().copied().collect();
         ids.sort_unstable();
-        ids.into_iter().filter_map(|id| self.end(id)).collect()
+        let mut ended: Vec<Ended> = ids
+            .into_iter()
+            .filter_map(|id| {
+                let mut state = self.tracks.remove(&id)?;
+                for held in std::mem::take(&mut state.doubtful) {
+                    state.add(held);
+                }
+                Some(Ended {
+                    track_id: id,
+                    frame: state.places.back().map_or(0, |p| p.frame),
+                    state,
+                    replaced: false,
+                })
+            })
+            .collect();
+        ended.sort_by_key(|e| e.track_id);
+        for e in ended {
+            out.extend(self.emit_ended(e));
+        }
+        self.segments.clear();
+        out
+    }
+
+    /// Ends `ids` at once (a discontinuity: nothing will continue them) and emits every waiting
+    /// track.
+    pub fn end_now(&mut self, ids: &[u64]) -> Vec<Emission> {
+        let mut out = Vec::new();
+        while !self.ended.is_empty() {
+            let e = self.ended.remove(0);
+            out.extend(self.resolve(e));
+        }
+        for &id in ids {
+            let Some(mut state) = self.tracks.remove(&id) else {
+                self.released.push((id, None));
+                continue;
+            };
+            self.segments.remove(&id);
+            for held in std::mem::take(&mut state.doubtful) {
+                state.add(held);
+            }
+            out.extend(self.emit_ended(Ended {
+                track_id: id,
+                frame: 0,
+                state,
+                replaced: true,
+            }));
+        }
+        out
     }
 
     /// Forgets everything (flush).
     pub fn clear(&mut self) {
         self.tracks.clear();
+        self.ended.clear();
+        self.segments.clear();
+        self.released.clear();
     }
 }
 
@@ -253,11 +571,16 @@ impl TrackState {
     fn new(voter: TrackVoter, now_ms: i64, event_track: u64) -> Self {
         TrackState {
             event_track,
+            event_id: String::new(),
             doubtful: Vec::new(),
             voter,
+            history: VecDeque::new(),
             pushed: 0,
             first_seen_ms: now_ms,
             last_seen_ms: now_ms,
+            first_place: None,
+            places: VecDeque::new(),
+            best_confidence: 0.0,
             candidates: Vec::new(),
             revision: None,
             settled: false,
@@ -275,9 +598,80 @@ impl TrackState {
             })
     }
 
+    /// The place of the read closest in frames to `frame` among those that read `text` (up to
+    /// OCR confusions, or near it): a car may show a second plate-like box.
+    fn place_near(&self, frame: u64, text: &str) -> Option<&Place> {
+        self.first_place
+            .iter()
+            .chain(self.places.iter())
+            .filter(|p| plate_match(&p.text, text) != PlateMatch::Different)
+            .min_by_key(|p| p.frame.abs_diff(frame))
+    }
+
+    /// The last place where `text` was read (or the last place at all).
+    fn last_place(&self, text: &str) -> Option<&Place> {
+        self.places
+            .iter()
+            .rev()
+            .find(|p| plate_match(&p.text, text) != PlateMatch::Different)
+            .or(self.places.back())
+    }
+
+    /// Pixels per frame the plate read as `text` moved between its last two sightings (on
+    /// different frames).
+    fn velocity(&self, text: &str) -> (f32, f32) {
+        let mut it = self
+            .places
+            .iter()
+            .rev()
+            .filter(|p| plate_match(&p.text, text) != PlateMatch::Different);
+        let Some(b) = it.next() else {
+            return (0.0, 0.0);
+        };
+        let Some(a) = it.find(|p| p.frame < b.frame) else {
+            return (0.0, 0.0);
+        };
+        let dt = (b.frame - a.frame) as f32;
+        let v = (
+            (b.bbox.x + b.bbox.w / 2.0 - a.bbox.x - a.bbox.w / 2.0) / dt,
+            (b.bbox.y + b.bbox.h / 2.0 - a.bbox.y - a.bbox.h / 2.0) / dt,
+        );
+        if v.0.is_finite() && v.1.is_finite() {
+            v
+        } else {
+            (0.0, 0.0)
+        }
+    }
+
+    fn first_frame(&self) -> u64 {
+        self.first_place.as_ref().map_or(0, |p| p.frame)
+    }
+
+    fn note_place(&mut self, frame: u64, bbox: BBox, text: &str) {
+        let place = Place {
+            frame,
+            bbox,
+            text: text.to_string(),
+        };
+        if self.first_place.as_ref().is_none_or(|p| frame < p.frame) {
+            self.first_place = Some(place.clone());
+        }
+        if self.places.len() == PLACES {
+            self.places.pop_front();
+        }
+        let at = self.places.partition_point(|p| p.frame <= frame);
+        self.places.insert(at, place);
+    }
+
     fn add(&mut self, obs: Observation) -> Option<Decision> {
         self.last_seen_ms = self.last_seen_ms.max(obs.seen_ms);
         self.first_seen_ms = self.first_seen_ms.min(obs.seen_ms);
+        self.note_place(obs.read.frame, obs.plate_bbox, &obs.read.text);
+        self.best_confidence = self.best_confidence.max(obs.read.confidence);
+        if self.history.len() == HISTORY {
+            self.history.pop_front();
+        }
+        self.history.push_back((obs.read.clone(), obs.plate_bbox));
         let cand = Candidate {
             index: self.pushed,
             text: obs.read.text.clone(),
@@ -289,7 +683,12 @@ impl TrackState {
             extras: obs.extras,
         };
         self.pushed += 1;
-        // Keep the best crops only: memory stays bounded for a car parked in view for hours.
+        self.keep(cand);
+        self.voter.push(obs.read)
+    }
+
+    /// Keeps the best crops only: memory stays bounded for a car parked in view for hours.
+    fn keep(&mut self, cand: Candidate) {
         if self.candidates.len() < KEPT_CROPS {
             self.candidates.push(cand);
         } else if let Some(worst) = self
@@ -300,7 +699,46 @@ impl TrackState {
         {
             *worst = cand;
         }
-        self.voter.push(obs.read)
+    }
+
+    /// Takes in the reads, crops and times of `other`, an ended track of the same car. If
+    /// `other` already emitted and this track did not, this track continues `other`'s event
+    /// (its id, track and revision). Returns an event when the emit policy decides now.
+    fn absorb(&mut self, mut other: TrackState) -> Option<Emission> {
+        self.first_seen_ms = self.first_seen_ms.min(other.first_seen_ms);
+        self.last_seen_ms = self.last_seen_ms.max(other.last_seen_ms);
+        self.best_confidence = self.best_confidence.max(other.best_confidence);
+        if self.revision.is_none()
+            && let Some(rev) = other.revision
+        {
+            self.revision = Some(rev);
+            self.event_id = std::mem::take(&mut other.event_id);
+            self.event_track = other.event_track;
+            if let Some(text) = other.voter.last_emitted() {
+                self.voter.set_emitted(text);
+            }
+        }
+        let mut out = None;
+        for (read, bbox) in other.history {
+            self.note_place(read.frame, bbox, &read.text);
+            // The other track's kept crop of this read, renumbered as this track's read.
+            if let Some(pos) = other
+                .candidates
+                .iter()
+                .position(|c| c.frame == read.frame && c.text == read.text)
+            {
+                let mut cand = other.candidates.swap_remove(pos);
+                cand.index = self.pushed;
+                self.keep(cand);
+            }
+            if self.history.len() == HISTORY {
+                self.history.pop_front();
+            }
+            self.history.push_back((read.clone(), bbox));
+            self.pushed += 1;
+            out = self.voter.push(read).or(out);
+        }
+        out.map(|d| self.emission(d))
     }
 
     fn emission(&mut self, d: Decision) -> Emission {
@@ -311,6 +749,9 @@ impl TrackState {
             (Some(r), _) => r,
         };
         self.revision = Some(revision);
+        if self.event_id.is_empty() {
+            self.event_id = crate::event::new_event_id();
+        }
         let best = self
             .candidates
             .iter()
@@ -347,6 +788,7 @@ impl TrackState {
         };
         Emission {
             event: PlateEvent {
+                event_id: self.event_id.clone(),
                 track_id,
                 revision,
                 plate_text: d.text,
@@ -422,6 +864,23 @@ impl Unread {
 mod tests {
     use super::*;
 
+    /// Without merging: every track is its own event at its end (as before merging existed).
+    fn plain(cfg: VoterConfig) -> Tracks {
+        Tracks::with_merge(
+            cfg,
+            MergeConfig {
+                linger_frames: 0,
+                fragment_confidence: 0.0,
+            },
+        )
+    }
+
+    fn end1(t: &mut Tracks, id: u64) -> Option<Emission> {
+        let mut v = t.end(id, 0, false);
+        assert!(v.len() <= 1);
+        v.pop()
+    }
+
     fn obs(text: &str, conf: f32, quality: f32, frame: u64) -> Observation {
         Observation {
             read: VoteRead {
@@ -451,11 +910,11 @@ mod tests {
 
     #[test]
     fn one_event_per_track_with_the_best_matching_crop() {
-        let mut t = Tracks::new(VoterConfig::default());
+        let mut t = plain(VoterConfig::default());
         assert!(t.observe(5, obs("AB123", 0.9, 0.5, 1)).is_none());
         assert!(t.observe(5, obs("AB128", 0.6, 0.95, 2)).is_none());
         assert!(t.observe(5, obs("AB123", 0.9, 0.7, 3)).is_none());
-        let e = t.end(5).expect("an event at track end");
+        let e = end1(&mut t, 5).expect("an event at track end");
         assert_eq!(e.event.plate_text, "AB123");
         assert_eq!(e.event.track_id, 5);
         assert_eq!(e.event.reads, 2);
@@ -464,12 +923,12 @@ mod tests {
         assert_eq!(e.crop.unwrap().rgb[0], 3);
         assert_eq!((e.event.first_seen_ms, e.event.last_seen_ms), (1040, 1120));
         assert_eq!(e.event.vehicle_class.as_deref(), Some("car"));
-        assert!(t.end(5).is_none(), "ended once");
+        assert!(end1(&mut t, 5).is_none(), "ended once");
     }
 
     #[test]
     fn extra_images_travel_with_their_candidate_and_admission_is_bounded() {
-        let mut t = Tracks::new(VoterConfig::default());
+        let mut t = plain(VoterConfig::default());
         assert!(t.admits(5, 0.1), "a new track admits anything");
         for f in 0..KEPT_CROPS as u64 {
             let mut o = obs("AB123", 0.9, 0.5 + f as f32 / 100.0, f);
@@ -484,7 +943,7 @@ mod tests {
         assert!(!t.admits(5, 0.4));
         assert!(t.admits(5, 0.6));
         assert!(t.admits(0, 0.0), "untracked reads are their own event");
-        let e = t.end(5).unwrap();
+        let e = end1(&mut t, 5).unwrap();
         // The published crop and the extras come from the same read.
         let best = e.crop.unwrap().rgb[0];
         assert_eq!(e.extras.frame.unwrap().rgb[0], best);
@@ -496,7 +955,7 @@ mod tests {
     /// a single deviating read is just an outlier.
     #[test]
     fn a_different_plate_in_one_track_splits_it() {
-        let mut t = Tracks::new(VoterConfig::default());
+        let mut t = plain(VoterConfig::default());
         for f in 0..3 {
             assert!(t.observe(9, obs("RK641AL", 0.9, 0.6, f)).is_none());
         }
@@ -512,7 +971,7 @@ mod tests {
         assert_eq!(old.event.reads, 4);
         // A 1-character misread does not split.
         assert!(t.observe(9, obs("RK891AV", 0.9, 0.6, 7)).is_none());
-        let new = t.end(9).expect("new car at track end");
+        let new = end1(&mut t, 9).expect("new car at track end");
         assert_eq!(new.event.plate_text, "RK891AU");
         assert_eq!(new.event.track_id, 9 + SEGMENT_STRIDE);
         assert_eq!(new.event.frame_number, 5);
@@ -520,7 +979,7 @@ mod tests {
 
     #[test]
     fn untracked_reads_are_one_event_each() {
-        let mut t = Tracks::new(VoterConfig::default());
+        let mut t = plain(VoterConfig::default());
         let e = t.observe(0, obs("XYZ1", 0.8, 0.6, 7)).unwrap();
         assert_eq!(e.event.plate_text, "XYZ1");
         assert_eq!(t.open_tracks(), 0);
@@ -528,7 +987,7 @@ mod tests {
 
     #[test]
     fn end_all_finishes_every_open_track() {
-        let mut t = Tracks::new(VoterConfig::default());
+        let mut t = plain(VoterConfig::default());
         t.observe(2, obs("B2", 0.9, 0.5, 1));
         t.observe(1, obs("A1", 0.9, 0.5, 1));
         let ev: Vec<String> = t
@@ -542,7 +1001,7 @@ mod tests {
 
     #[test]
     fn a_track_settles_after_agreeing_reads_and_unsettles_on_disagreement() {
-        let mut t = Tracks::new(VoterConfig::default());
+        let mut t = plain(VoterConfig::default());
         t.observe(3, obs("AB123", 0.9, 0.5, 1));
         t.observe(3, obs("AB123", 0.9, 0.5, 2));
         assert!(!t.is_settled(3), "off by default");
@@ -558,7 +1017,7 @@ mod tests {
         }
         assert!(!t.is_settled(3));
         assert!(!t.is_settled(4), "unknown track");
-        t.end(3);
+        end1(&mut t, 3);
         assert!(!t.is_settled(3), "ended track");
     }
 
@@ -568,7 +1027,7 @@ mod tests {
             min_reads: 5,
             ..VoterConfig::default()
         };
-        let mut t = Tracks::new(cfg);
+        let mut t = plain(cfg);
         t.set_settle_reads(3);
         for f in 0..4 {
             t.observe(1, obs("AB123", 0.9, 0.5, f));
@@ -580,7 +1039,7 @@ mod tests {
             emit: EmitMode::Early { agree: 4 },
             ..VoterConfig::default()
         };
-        let mut t = Tracks::new(early);
+        let mut t = plain(early);
         t.set_settle_reads(3);
         for f in 0..3 {
             t.observe(1, obs("AB123", 0.9, 0.5, f));
@@ -590,7 +1049,7 @@ mod tests {
             min_confidence: 0.95,
             ..VoterConfig::default()
         };
-        let mut t = Tracks::new(strict);
+        let mut t = plain(strict);
         t.set_settle_reads(3);
         for f in 0..5 {
             t.observe(1, obs("AB123", 0.9, 0.5, f));
@@ -621,5 +1080,160 @@ mod tests {
         u.update([(3, 50.0, false)].into_iter(), |id| id == 3 || id == 5);
         u.update(std::iter::empty(), |id| id == 3);
         assert_eq!(u.frames(3), 2);
+    }
+
+    fn merging() -> Tracks {
+        Tracks::with_merge(VoterConfig::default(), MergeConfig::default())
+    }
+
+    /// A plate tracked on its own for a frame, then under its car's id: one event with all the
+    /// reads, the earlier track's sightings handed to the later one.
+    #[test]
+    fn a_fragment_continued_by_another_track_is_merged_into_it() {
+        let mut t = merging();
+        assert!(t.observe(7, obs("RK605AB", 0.6, 0.5, 0)).is_none());
+        assert!(t.end(7, 0, false).is_empty(), "waits for a continuation");
+        for f in 1..4 {
+            t.observe(8, obs("RK6O5AB", 0.9, 0.6, f));
+        }
+        assert!(t.tick(4).is_empty());
+        assert_eq!(t.waiting_tracks(), 1);
+        assert!(t.tick(5).is_empty(), "merged, not emitted");
+        assert_eq!(t.waiting_tracks(), 0);
+        assert_eq!(t.take_released(), vec![(7, Some(8))]);
+        assert_eq!(t.stats().merged, 1);
+        assert!(t.end(8, 4, false).is_empty());
+        let e = t.tick(9).pop().expect("the car's event");
+        assert_eq!(e.event.track_id, 8);
+        assert_eq!(e.event.reads, 3, "exact reads of the decided text");
+        assert_eq!(e.event.plate_text, "RK6O5AB");
+        assert_eq!(e.event.first_seen_ms, 1000, "from the merged fragment");
+        assert_eq!(t.take_released(), vec![(8, None)]);
+    }
+
+    #[test]
+    fn fragments_nobody_continues_need_a_confident_read() {
+        let mut t = merging();
+        t.observe(1, obs("361AO", 0.7, 0.5, 0));
+        t.observe(2, obs("RK605AB", 0.95, 0.5, 0));
+        t.end(1, 0, false);
+        t.end(2, 0, false);
+        let ev = t.tick(5);
+        assert_eq!(ev.len(), 1);
+        assert_eq!(ev[0].event.plate_text, "RK605AB");
+        assert_eq!(t.stats().fragments_dropped, 1);
+        // Three reads are not a fragment, however unsure.
+        for f in 10..13 {
+            t.observe(3, obs("ZZ999", 0.3, 0.5, f));
+        }
+        t.end(3, 12, false);
+        assert_eq!(t.tick(17).len(), 1);
+    }
+
+    /// Hard cut: the tracker says another plate took the place. A near text (a misread, or
+    /// a similar plate of the next car) is a new event even for a fragment; only the same
+    /// text (the car's own plate found again) continues.
+    #[test]
+    fn a_replaced_track_merges_only_into_the_same_text() {
+        let mut t = merging();
+        t.observe(1, obs("AB123CD", 0.95, 0.5, 0));
+        t.end(1, 0, true);
+        for f in 1..4 {
+            t.observe(2, obs("AB123CE", 0.9, 0.5, f));
+        }
+        assert_eq!(t.tick(5).len(), 1, "the replaced fragment's own event");
+        assert_eq!(t.stats().merged, 0);
+        t.end(2, 3, true);
+        for f in 4..7 {
+            t.observe(3, obs("A8I23CE", 0.9, 0.5, f));
+        }
+        assert!(
+            t.tick(8).is_empty(),
+            "the same plate up to OCR confusions: merged"
+        );
+        assert_eq!(t.stats().merged, 1);
+    }
+
+    #[test]
+    fn different_plates_or_far_places_are_not_merged() {
+        let mut t = merging();
+        for f in 0..3 {
+            t.observe(1, obs("AB123CD", 0.9, 0.5, f));
+        }
+        t.end(1, 2, false);
+        for f in 3..6 {
+            t.observe(2, obs("XY987ZZ", 0.9, 0.5, f));
+        }
+        // Same text, but 10 plate widths away.
+        let mut far = obs("AB123CD", 0.9, 0.5, 3);
+        far.plate_bbox.x += 500.0;
+        t.observe(3, far);
+        t.observe(3, obs("AB123CD", 0.9, 0.5, 4).tap_x(500.0));
+        assert_eq!(t.tick(7).len(), 1);
+        assert_eq!(t.stats().merged, 0);
+        // Too late: seen again 4 frames after the end.
+        t.observe(4, obs("AB123CD", 0.9, 0.5, 20));
+        t.end(4, 20, false);
+        t.observe(5, obs("AB123CD", 0.9, 0.5, 24));
+        t.observe(5, obs("AB123CD", 0.9, 0.5, 25));
+        assert_eq!(t.tick(25).len(), 1);
+        assert_eq!(t.stats().merged, 0);
+    }
+
+    /// emit=early: a merged track's event continues (same event id, next revision), never a
+    /// second revision 0.
+    #[test]
+    fn early_events_keep_their_id_across_a_merge() {
+        let cfg = VoterConfig {
+            emit: EmitMode::Early { agree: 2 },
+            ..VoterConfig::default()
+        };
+        let mut t = Tracks::with_merge(cfg, MergeConfig::default());
+        t.observe(1, obs("AB123CD", 0.9, 0.5, 0));
+        let first = t.observe(1, obs("AB123CD", 0.9, 0.5, 1)).expect("early");
+        assert_eq!(first.event.revision, 0);
+        assert!(!first.event.event_id.is_empty());
+        t.end(1, 1, false);
+        t.observe(2, obs("AB123CD", 0.9, 0.5, 2));
+        t.observe(2, obs("AB128CD", 0.9, 0.5, 3));
+        assert!(t.tick(6).is_empty(), "merged, same text: nothing new");
+        let upd = (4..8)
+            .find_map(|f| t.observe(2, obs("AB128CD", 0.9, 0.5, f)))
+            .expect("an update");
+        assert_eq!(upd.event.event_id, first.event.event_id);
+        assert_eq!(upd.event.track_id, 1);
+        assert_eq!(upd.event.revision, 1);
+    }
+
+    /// A car whose plate track is replaced every few frames (a standing car searched now and
+    /// then): each track ends while the next is still being read; the chain is one event.
+    #[test]
+    fn a_chain_of_tracks_of_one_car_is_one_event() {
+        let mut t = merging();
+        let mut out = Vec::new();
+        for (id, frames) in [(1u64, 0..4u64), (2, 4..8), (3, 8..12)] {
+            for f in frames.clone() {
+                out.extend(t.observe(id, obs("FZRULZ", 0.9, 0.5, f)));
+                out.extend(t.tick(f));
+            }
+            out.extend(t.end(id, frames.end, true));
+        }
+        for f in 12..30 {
+            out.extend(t.tick(f));
+        }
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].event.reads, 12);
+        assert_eq!(t.stats().merged, 2);
+    }
+
+    trait TapX {
+        fn tap_x(self, dx: f32) -> Self;
+    }
+
+    impl TapX for Observation {
+        fn tap_x(mut self, dx: f32) -> Self {
+            self.plate_bbox.x += dx;
+            self
+        }
     }
 }

@@ -80,6 +80,28 @@ impl VehicleTracks {
         })
     }
 
+    /// Vehicle track `from` turned out to be part of track `into` (its plate reads were merged
+    /// there): its sightings count for `into`, whose event (at its end) is the car's only one.
+    pub fn merge(&mut self, from: u64, into: u64) {
+        let Some(f) = self.open.remove(&from) else {
+            return;
+        };
+        let t = self.open.entry(into).or_insert_with(|| Open {
+            first_seen_ms: f.first_seen_ms,
+            last_seen_ms: f.last_seen_ms,
+            ..Default::default()
+        });
+        t.first_seen_ms = t.first_seen_ms.min(f.first_seen_ms);
+        t.last_seen_ms = t.last_seen_ms.max(f.last_seen_ms);
+        t.frames += f.frames;
+        for (class, n) in f.classes {
+            *t.classes.entry(class).or_default() += n;
+        }
+        if t.plate.is_none() {
+            t.plate = f.plate;
+        }
+    }
+
     /// Ends every open track (EOS), in track order.
     pub fn end_all(&mut self) -> Vec<VehicleTrackEvent> {
         let mut ids: Vec<u64> = self.open.keys().copied().collect();

@@ -351,6 +351,13 @@ impl TrackVoter {
         self.last_emitted.as_deref()
     }
 
+    /// Marks `text` as already emitted for this track (it continues an event whose decision
+    /// was handed out by another voter): the same decision is not emitted again, a different
+    /// one comes out as an update.
+    pub fn set_emitted(&mut self, text: &str) {
+        self.last_emitted = Some(text.to_string());
+    }
+
     /// Whether [`Self::finish`] was called.
     pub fn is_finished(&self) -> bool {
         self.finished
@@ -668,6 +675,55 @@ pub fn normalize_o0(s: &str) -> String {
     s.chars()
         .map(|c| if c == 'O' || c == 'o' { '0' } else { c })
         .collect()
+}
+
+/// Maps each character to a representative of its usual OCR confusion group (0/O/D/Q -> 0,
+/// 1/I/L -> 1, 2/Z -> 2, 5/S -> 5, 6/G -> 6, 8/B -> 8), upper-cased: two reads of one plate
+/// that differ only by such confusions have the same key.
+pub fn confusion_key(s: &str) -> String {
+    s.chars()
+        .map(|c| match c.to_ascii_uppercase() {
+            'O' | 'D' | 'Q' => '0',
+            'I' | 'L' => '1',
+            'Z' => '2',
+            'S' => '5',
+            'G' => '6',
+            'B' => '8',
+            c => c,
+        })
+        .collect()
+}
+
+/// How two plate texts relate, for deciding whether two tracks saw the same plate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlateMatch {
+    /// Equal up to the usual OCR confusions ([`confusion_key`]).
+    Same,
+    /// One character apart after [`confusion_key`], or one is a part (4 characters or more) of
+    /// the other: a misread or a partly seen plate.
+    Near,
+    Different,
+}
+
+/// Compares two plate texts (see [`PlateMatch`]).
+pub fn plate_match(a: &str, b: &str) -> PlateMatch {
+    let (ka, kb) = (confusion_key(a), confusion_key(b));
+    if ka.is_empty() || kb.is_empty() {
+        return PlateMatch::Different;
+    }
+    if ka == kb {
+        return PlateMatch::Same;
+    }
+    let (short, long) = if ka.len() <= kb.len() {
+        (&ka, &kb)
+    } else {
+        (&kb, &ka)
+    };
+    if levenshtein(&ka, &kb) <= 1 || (short.chars().count() >= 4 && long.contains(short.as_str())) {
+        PlateMatch::Near
+    } else {
+        PlateMatch::Different
+    }
 }
 
 /// Levenshtein distance in characters (insertions, deletions and substitutions cost 1).
@@ -1216,5 +1272,33 @@ mod tests {
         assert_eq!(cer("", ""), 0.0);
         assert_eq!(cer("AB", ""), 2.0);
         assert_eq!(cer(&normalize_o0("AO123"), &normalize_o0("A0123")), 0.0);
+    }
+
+    #[test]
+    fn plate_match_forgives_ocr_confusions_and_parts() {
+        assert_eq!(confusion_key("rk3O0ag"), "RK300A6");
+        assert_eq!(plate_match("RK300AG", "RK3O0A6"), PlateMatch::Same);
+        assert_eq!(plate_match("8DZ5IL", "BQ2S1L"), PlateMatch::Same);
+        assert_eq!(plate_match("RK300AG", "RK300AH"), PlateMatch::Near);
+        assert_eq!(plate_match("605AB", "RK605AB"), PlateMatch::Near);
+        assert_eq!(plate_match("RK855AP", "RK875AE"), PlateMatch::Different);
+        assert_eq!(
+            plate_match("05A", "RK605AB"),
+            PlateMatch::Different,
+            "too short a part"
+        );
+        assert_eq!(plate_match("", ""), PlateMatch::Different);
+    }
+
+    #[test]
+    fn a_voter_continuing_an_event_does_not_emit_it_again() {
+        let mut v = TrackVoter::new(VoterConfig::default());
+        v.set_emitted("AB123");
+        v.push(read("AB123", 0.9, 0.8));
+        assert!(v.finish().is_none(), "same text as already emitted");
+        let mut v = TrackVoter::new(VoterConfig::default());
+        v.set_emitted("AB123");
+        v.push(read("AB128", 0.9, 0.8));
+        assert!(v.finish().unwrap().is_update());
     }
 }

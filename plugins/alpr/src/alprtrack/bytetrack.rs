@@ -10,7 +10,8 @@
 //! pub type TrackId = u64;
 //! pub struct Detection { x, y, w, h: f32 /* top-left + size, px */, score: f32, class_id: i32, user: u32 }
 //! pub struct ByteTrackConfig { track_thresh, low_thresh, new_track_thresh, match_thresh: f32,
-//!                              track_buffer: u32, frame_rate: f32 }      // Default = reference
+//!                              track_buffer: u32, frame_rate: f32,
+//!                              motion_gate: f32 }                       // Default = reference
 //! impl ByteTrackConfig { pub fn max_time_lost(&self) -> u32 }
 //! pub struct TrackInfo { id, x, y, w, h, score, class_id, detection: Option<usize>, age, hits }
 //! impl TrackInfo { pub fn matched(&self) -> bool }
@@ -150,7 +151,21 @@ pub struct ByteTrackConfig {
     pub track_buffer: u32,
     /// Video frame rate; one `update`/`predict_only` call is one frame.
     pub frame_rate: f32,
+    /// Motion gate, in box sizes (0 = off: IoU only, as the reference). Small boxes that move
+    /// more than their own size between frames (a distant plate at 10 fps) have no IoU with
+    /// their prediction; with a gate `g`, a detection whose centre lies `d` box sizes (the
+    /// distance measured per axis in the boxes' mean width and height) from a
+    /// track's predicted centre also scores `(1 - d / g) * sqrt(area ratio)`, and the higher of
+    /// that and the IoU is the similarity. A young track (fewer than [`YOUNG_HITS`] hits: no
+    /// velocity learnt yet) gets the whole gate, an established one half of it (its Kalman
+    /// prediction already follows steady motion), a lost one none: a lost box is re-found by
+    /// IoU with its prediction only, so that a new car's plate appearing near where an old one
+    /// was lost (a scene cut, a queue) does not continue the old track.
+    pub motion_gate: f32,
 }
+
+/// Tracks with fewer hits than this get the whole motion gate.
+pub const YOUNG_HITS: u32 = 3;
 
 impl Default for ByteTrackConfig {
     fn default() -> Self {
@@ -161,6 +176,7 @@ impl Default for ByteTrackConfig {
             match_thresh: 0.8,
             track_buffer: 30,
             frame_rate: 30.0,
+            motion_gate: 0.0,
         }
     }
 }
@@ -189,6 +205,7 @@ impl ByteTrackConfig {
             (&mut self.low_thresh, d.low_thresh),
             (&mut self.new_track_thresh, d.new_track_thresh),
             (&mut self.match_thresh, d.match_thresh),
+            (&mut self.motion_gate, d.motion_gate),
         ] {
             if !v.is_finite() {
                 *v = dv;
@@ -362,7 +379,7 @@ impl ByteTracker {
             &s.det_boxes,
             detections,
             &s.high,
-            true,
+            Metric::fused(cfg.motion_gate),
         );
         s.row_matched.clear();
         s.row_matched.resize(s.pool.len(), false);
@@ -390,7 +407,7 @@ impl ByteTracker {
             &s.det_boxes,
             detections,
             &s.low,
-            false,
+            Metric::plain(cfg.motion_gate),
         );
         s.row_matched.clear();
         s.row_matched.resize(s.rows.len(), false);
@@ -429,7 +446,7 @@ impl ByteTracker {
             &s.det_boxes,
             detections,
             &s.cols,
-            true,
+            Metric::fused(cfg.motion_gate),
         );
         s.row_matched.clear();
         s.row_matched.resize(s.rows.len(), false);
@@ -608,7 +625,60 @@ impl Track {
     }
 }
 
-/// Row-major `rows x cols` cost `1 - IoU` (times the detection score when `fuse_score`).
+/// How a cost matrix is filled: score fusion and the motion gate (see
+/// [`ByteTrackConfig::motion_gate`]).
+#[derive(Debug, Clone, Copy)]
+struct Metric {
+    fuse_score: bool,
+    gate: f64,
+}
+
+impl Metric {
+    fn fused(gate: f32) -> Self {
+        Metric {
+            fuse_score: true,
+            gate: f64::from(gate.max(0.0)),
+        }
+    }
+
+    fn plain(gate: f32) -> Self {
+        Metric {
+            fuse_score: false,
+            gate: f64::from(gate.max(0.0)),
+        }
+    }
+}
+
+/// Similarity of a track's predicted box and a detection: IoU, or the motion-gated centre
+/// distance when that is higher (see [`ByteTrackConfig::motion_gate`]). 0..=1, 0 for degenerate
+/// or non-finite boxes.
+fn similarity(track: &[f64; 4], det: &[f64; 4], gate: f64) -> f64 {
+    let overlap = iou(track, det);
+    if gate <= 0.0 {
+        return overlap;
+    }
+    let (tw, th) = (track[2] - track[0], track[3] - track[1]);
+    let (dw, dh) = (det[2] - det[0], det[3] - det[1]);
+    if !(tw > 0.0 && th > 0.0 && dw > 0.0 && dh > 0.0) {
+        return overlap;
+    }
+    let dx = (track[0] + track[2] - det[0] - det[2]) / 2.0;
+    let dy = (track[1] + track[3] - det[1] - det[3]) / 2.0;
+    // Per axis in the boxes' own width and height: a plate (4:1) that moves by its height
+    // vertically has moved as far as one that moves by its width sideways.
+    let (ex, ey) = (2.0 * dx / (tw + dw), 2.0 * dy / (th + dh));
+    let d = (ex * ex + ey * ey).sqrt();
+    let (a, b) = (tw * th, dw * dh);
+    let scale = (a.min(b) / a.max(b)).sqrt();
+    let motion = (1.0 - d / gate).max(0.0) * scale;
+    if motion.is_finite() {
+        overlap.max(motion.min(1.0))
+    } else {
+        overlap
+    }
+}
+
+/// Row-major `rows x cols` cost `1 - similarity` (times the detection score when fused).
 fn fill_cost(
     cost: &mut Vec<f64>,
     tracks: &[Track],
@@ -616,14 +686,22 @@ fn fill_cost(
     det_boxes: &[[f64; 4]],
     dets: &[Detection],
     cols: &[usize],
-    fuse_score: bool,
+    metric: Metric,
 ) {
     cost.clear();
     for &k in rows {
-        let tb = tracks[k].kf.tlbr();
+        let t = &tracks[k];
+        let tb = t.kf.tlbr();
+        let gate = if t.state == TrackState::Lost {
+            0.0
+        } else if t.hits < YOUNG_HITS {
+            metric.gate
+        } else {
+            metric.gate / 2.0
+        };
         cost.extend(cols.iter().map(|&di| {
-            let sim = iou(&tb, &det_boxes[di]);
-            1.0 - if fuse_score {
+            let sim = similarity(&tb, &det_boxes[di], gate);
+            1.0 - if metric.fuse_score {
                 sim * f64::from(dets[di].score)
             } else {
                 sim
@@ -1699,5 +1777,25 @@ mod tests {
             t.kf.mean[3]
         );
         assert!(t.kf.mean[0] > grow(19)[0] + 20.0 + 15.0, "{}", t.kf.mean[0]);
+    }
+
+    #[test]
+    fn motion_gate_scores_near_boxes_without_overlap() {
+        let a = [0.0, 0.0, 30.0, 10.0];
+        let apart = [45.0, 0.0, 75.0, 10.0]; // 1.5 widths to the right, no overlap
+        assert_eq!(similarity(&a, &apart, 0.0), 0.0, "gate off: IoU only");
+        let s = similarity(&a, &apart, 3.0);
+        assert!((s - 0.5).abs() < 1e-9, "{s}");
+        // Twice the size at the same place: scaled by sqrt(area ratio) unless IoU is higher.
+        let big = [-15.0, -5.0, 45.0, 15.0];
+        let s = similarity(&a, &big, 3.0);
+        assert!((s - 0.5).abs() < 1e-9, "{s}");
+        assert_eq!(
+            similarity(&a, &[300.0, 0.0, 330.0, 10.0], 3.0),
+            0.0,
+            "beyond the gate"
+        );
+        assert_eq!(similarity(&a, &[f64::NAN, 0.0, 1.0, 1.0], 3.0), 0.0);
+        assert_eq!(similarity(&a, &a, 3.0), 1.0);
     }
 }

@@ -9,7 +9,7 @@ use gst_base::subclass::prelude::*;
 
 use super::TRACKS_ENDED_EVENT;
 use super::bytetrack::ByteTrackConfig;
-use super::tracker::FrameTracker;
+use super::tracker::{FrameTracker, PLATE_MOTION_GATE};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -34,6 +34,7 @@ struct Settings {
     new_track_thresh: f32,
     match_thresh: f32,
     track_buffer: u32,
+    plate_motion_gate: f32,
 }
 
 impl Default for Settings {
@@ -44,6 +45,7 @@ impl Default for Settings {
             new_track_thresh: DEFAULT_NEW_TRACK_THRESH,
             match_thresh: DEFAULT_MATCH_THRESH,
             track_buffer: DEFAULT_TRACK_BUFFER,
+            plate_motion_gate: PLATE_MOTION_GATE,
         }
     }
 }
@@ -57,6 +59,7 @@ impl Settings {
             match_thresh: self.match_thresh,
             track_buffer: self.track_buffer,
             frame_rate: fps,
+            motion_gate: 0.0,
         }
     }
 }
@@ -81,7 +84,11 @@ impl AlprTrack {
     fn new_state(&self, fps: f32) -> State {
         let settings = *self.settings.lock().unwrap();
         State {
-            tracker: FrameTracker::new(settings.config(fps)),
+            tracker: FrameTracker::with_gates(
+                settings.config(fps),
+                0.0,
+                settings.plate_motion_gate,
+            ),
             fps,
             frames: 0,
             tracks_started: 0,
@@ -167,6 +174,19 @@ impl ObjectImpl for AlprTrack {
                     .default_value(DEFAULT_TRACK_BUFFER)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecFloat::builder("plate-motion-gate")
+                    .nick("Plate motion gate")
+                    .blurb(
+                        "How far a plate may move between detected frames and keep its track, \
+                         in plate sizes from its predicted place (a young track gets all of it, \
+                         one with a learnt velocity half, a lost one none); similarity is then (1 - distance / \
+                         gate) x sqrt(area ratio) where it beats the IoU. 0 = IoU only",
+                    )
+                    .minimum(0.0)
+                    .maximum(10.0)
+                    .default_value(PLATE_MOTION_GATE)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
                     .blurb("Frames processed and vehicle tracks started so far")
@@ -199,6 +219,7 @@ impl ObjectImpl for AlprTrack {
             "new-track-thresh" => set!(new_track_thresh, f32),
             "match-thresh" => set!(match_thresh, f32),
             "track-buffer" => set!(track_buffer, u32),
+            "plate-motion-gate" => set!(plate_motion_gate, f32),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -211,6 +232,7 @@ impl ObjectImpl for AlprTrack {
             "new-track-thresh" => s.new_track_thresh.to_value(),
             "match-thresh" => s.match_thresh.to_value(),
             "track-buffer" => s.track_buffer.to_value(),
+            "plate-motion-gate" => s.plate_motion_gate.to_value(),
             "stats" => {
                 let state = self.state.lock().unwrap();
                 let (frames, started) = state
@@ -335,6 +357,16 @@ impl BaseTransformImpl for AlprTrack {
         state.series.frames.inc();
         state.tracker.process(&mut frame);
         frame.tracked = true;
+        if !frame.ended_tracks.is_empty() {
+            gst::debug!(
+                CAT,
+                imp = self,
+                "frame {}: tracks {:?} ended, of them {:?} replaced by another car",
+                frame.frame_number,
+                frame.ended_tracks,
+                frame.replaced_tracks
+            );
+        }
         state
             .series
             .processing

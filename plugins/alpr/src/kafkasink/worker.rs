@@ -11,7 +11,8 @@
 //! producer lives. When the link fails (all brokers down, a delivery error, a fatal producer
 //! error), the producer is dropped and, after reconnecting, everything still in the outbox is
 //! sent again from the oldest: a message the broker stored but did not get to acknowledge may
-//! then arrive twice, with the same `event_id` (consumers dedup by it).
+//! then arrive twice, with the same `event_id` and `revision` (consumers dedup by `event_id`,
+//! keeping the highest `revision`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
