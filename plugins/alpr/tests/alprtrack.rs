@@ -158,6 +158,64 @@ fn removed_track_is_listed_on_its_frame() {
     assert_eq!(ended_at, vec![(10, id)]);
 }
 
+/// A camera that changes its frame rate mid-stream still looks at the same cars: the tracks
+/// carry on. A new stream (another file, a reconnected source) ends them, listed downstream,
+/// and ids keep counting up.
+#[test]
+fn a_rate_change_keeps_tracks_and_a_new_stream_ends_them() {
+    common::init();
+    let mut h = gst_check::Harness::new("alprtrack");
+    h.play();
+    h.set_src_caps(caps());
+    let frame = |f: u64| AlprFrame {
+        frame_number: f,
+        detected: true,
+        tracked: false,
+        width: 1280,
+        height: 720,
+        objects: vec![car(1, 100.0 + 5.0 * f as f32, 300.0, 0.9)],
+        ended_tracks: vec![],
+        replaced_tracks: vec![],
+    };
+    let mut ids = HashSet::new();
+    for f in 0..12u64 {
+        if f == 6 {
+            let mut ten = caps();
+            ten.make_mut().set("framerate", gst::Fraction::new(10, 1));
+            h.set_src_caps(ten);
+        }
+        let got = AlprFrame::read(&h.push_and_pull(buffer_with(&frame(f), f)).unwrap())
+            .unwrap()
+            .unwrap();
+        assert!(
+            got.ended_tracks.is_empty(),
+            "frame {f}: {:?}",
+            got.ended_tracks
+        );
+        ids.insert(got.objects[0].track_id);
+    }
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let old = *ids.iter().next().unwrap();
+    while h.try_pull_event().is_some() {}
+    assert!(h.push_event(gst::event::StreamStart::new("second")));
+    let mut ended = None;
+    while let Some(ev) = h.try_pull_event() {
+        if let Some(t) = ended_tracks_of(&ev) {
+            ended = Some(t);
+        }
+    }
+    assert_eq!(
+        ended,
+        Some(vec![old]),
+        "the old stream's track ends before the new stream"
+    );
+    let got = AlprFrame::read(&h.push_and_pull(buffer_with(&frame(12), 12)).unwrap())
+        .unwrap()
+        .unwrap();
+    let new = got.objects[0].track_id;
+    assert!(new > old, "ids are never reused: {new} after {old}");
+}
+
 #[test]
 fn frames_without_meta_pass_with_one_warning() {
     common::init();

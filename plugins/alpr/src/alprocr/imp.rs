@@ -560,8 +560,12 @@ impl AlprOcr {
                 }
             }
         }
-        let vehicle_events = state.settings.vehicle_events;
-        if vehicle_events {
+        for v in frame.vehicles() {
+            if v.track_id != 0 && !v.predicted {
+                state.tracks.vehicle_seen(v.track_id, frame.frame_number);
+            }
+        }
+        if state.settings.vehicle_events {
             state.vehicles.observe(frame, now);
         }
         for id in &frame.ended_tracks {

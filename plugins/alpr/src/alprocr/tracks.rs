@@ -94,6 +94,8 @@ struct TrackState {
     first_place: Option<Place>,
     places: VecDeque<Place>,
     best_confidence: f32,
+    /// Last frame the track's vehicle box was detected.
+    vehicle_frame: u64,
     candidates: Vec<Candidate>,
     revision: Option<u32>,
     /// The plate is read: at least `settle_reads` reads agree exactly with the current decision
@@ -139,10 +141,11 @@ pub const DEFAULT_FRAGMENT_CONFIDENCE: f32 = 0.9;
 /// Tracks with at most this many reads are fragments.
 pub const FRAGMENT_READS: usize = 2;
 /// Two tracks continue each other only if their plates were seen within this many frames (a
-/// settled track counts as seen until it ended: its plate was no longer searched).
+/// track whose vehicle box was still detected counts as seen then: a settled plate is no
+/// longer searched).
 const CONTINUITY_FRAMES: u64 = 3;
 /// ... and at most this many plate sizes (measured per axis in the plates' width and height)
-/// from where the ended track's plate would be then, moving on as it did, plus
+/// from where the ended track's plate would be then, moving on as it did or stopped, plus
 /// [`CONTINUITY_SLACK`] per frame between the two sightings.
 const CONTINUITY_SIZES: f32 = 1.0;
 const CONTINUITY_SLACK: f32 = 0.2;
@@ -262,6 +265,14 @@ impl Tracks {
 
     pub fn open_tracks(&self) -> usize {
         self.tracks.len()
+    }
+
+    /// The vehicle box of track `track_id` was detected on frame `frame` (whether or not its
+    /// plate was searched there).
+    pub fn vehicle_seen(&mut self, track_id: u64, frame: u64) {
+        if let Some(s) = self.tracks.get_mut(&track_id) {
+            s.vehicle_frame = s.vehicle_frame.max(frame);
+        }
     }
 
     /// Ended tracks still waiting for a continuation.
@@ -425,13 +436,9 @@ impl Tracks {
         let near_ok = e.state.pushed <= FRAGMENT_READS && !e.replaced;
         let last = e.state.last_place(&mine.text)?;
         let velocity = e.state.velocity(&mine.text);
-        // A settled track's plate was not searched any more (alprdetect skip-settled): it was
-        // there until the tracker ended the track.
-        let since = if e.state.settled {
-            e.frame.max(last.frame)
-        } else {
-            last.frame
-        };
+        // A settled track's plate is not searched any more (alprdetect skip-settled): the car
+        // was there as long as its vehicle box was detected.
+        let since = last.frame.max(e.state.vehicle_frame);
         let open = self.tracks.iter().map(|(&id, t)| (Target::Open(id), t));
         let waiting = self
             .ended
@@ -461,17 +468,21 @@ impl Tracks {
             let gap = place.frame.abs_diff(last.frame);
             let (a, b) = (&last.bbox, &place.bbox);
             let scale = a.w.max(b.w) / a.w.min(b.w).max(1e-3);
-            // Where `e`'s plate would be at that frame, moving on as it did.
+            // Where `e`'s plate would be at that frame, moving on as it did or stopped (a car
+            // that stood while its settled plate was not searched).
             let dt = place.frame as f32 - last.frame as f32;
-            let (cx, cy) = (
-                a.x + a.w / 2.0 + velocity.0 * dt,
-                a.y + a.h / 2.0 + velocity.1 * dt,
-            );
-            // Per axis in plate widths and heights: a plate moving by its height vertically
-            // has moved as much as one moving by its width sideways.
-            let ex = (cx - b.x - b.w / 2.0) * 2.0 / (a.w + b.w);
-            let ey = (cy - b.y - b.h / 2.0) * 2.0 / (a.h + b.h);
-            let d = (ex * ex + ey * ey).sqrt();
+            let d = [0.0, dt]
+                .iter()
+                .map(|t| {
+                    let cx = a.x + a.w / 2.0 + velocity.0 * t;
+                    let cy = a.y + a.h / 2.0 + velocity.1 * t;
+                    // Per axis in plate widths and heights: a plate moving by its height
+                    // vertically has moved as much as one moving by its width sideways.
+                    let ex = (cx - b.x - b.w / 2.0) * 2.0 / (a.w + b.w);
+                    let ey = (cy - b.y - b.h / 2.0) * 2.0 / (a.h + b.h);
+                    (ex * ex + ey * ey).sqrt()
+                })
+                .fold(f32::INFINITY, f32::min);
             let allowed = CONTINUITY_SIZES + CONTINUITY_SLACK * gap as f32;
             if !(scale <= CONTINUITY_SCALE && d <= allowed) {
                 continue;
@@ -581,6 +592,7 @@ impl TrackState {
             first_place: None,
             places: VecDeque::new(),
             best_confidence: 0.0,
+            vehicle_frame: 0,
             candidates: Vec::new(),
             revision: None,
             settled: false,
@@ -707,6 +719,7 @@ impl TrackState {
     fn absorb(&mut self, mut other: TrackState) -> Option<Emission> {
         self.first_seen_ms = self.first_seen_ms.min(other.first_seen_ms);
         self.last_seen_ms = self.last_seen_ms.max(other.last_seen_ms);
+        self.vehicle_frame = self.vehicle_frame.max(other.vehicle_frame);
         self.best_confidence = self.best_confidence.max(other.best_confidence);
         if self.revision.is_none()
             && let Some(rev) = other.revision

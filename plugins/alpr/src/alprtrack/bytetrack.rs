@@ -21,6 +21,7 @@
 //! impl ByteTracker {
 //!     pub fn new(config: ByteTrackConfig) -> Self;      // non-finite thresholds -> defaults
 //!     pub fn config(&self) -> &ByteTrackConfig;
+//!     pub fn set_config(&mut self, config: ByteTrackConfig); // e.g. new frame rate: tracks carry on
 //!     pub fn update(&mut self, detections: &[Detection]) -> &FrameOutput; // detector ran
 //!     pub fn predict_only(&mut self) -> &FrameOutput;                     // detector skipped
 //!     pub fn reset(&mut self);
@@ -315,6 +316,14 @@ impl ByteTracker {
 
     pub fn config(&self) -> &ByteTrackConfig {
         &self.config
+    }
+
+    /// Changes the settings (e.g. the stream's frame rate changed): the lost-track buffer is
+    /// rescaled; tracks, their state and the id counter carry on. Non-finite thresholds become
+    /// the defaults, as in [`ByteTracker::new`].
+    pub fn set_config(&mut self, config: ByteTrackConfig) {
+        self.config = config.sanitized();
+        self.max_time_lost = u64::from(self.config.max_time_lost());
     }
 
     /// Forgets all tracks and restarts frame counting, e.g. after a seek or flush; the next

@@ -311,19 +311,23 @@ impl BaseTransformImpl for AlprTrack {
         if let Some(s) = state.as_mut()
             && (s.fps - fps).abs() > 1e-3
         {
-            // The lost-track buffer is counted in frames: rebuild for the new rate. Any tracks
-            // open now were already ended by the stream's start or a discontinuity.
+            // The lost-track buffer is counted in frames: rescale it. Open tracks carry on (a
+            // camera that changes its rate is still looking at the same cars); a new stream or
+            // a discontinuity ends them on their own.
             gst::debug!(CAT, imp = self, "frame rate {fps:.2} fps");
-            let frames = s.frames;
-            *s = self.new_state(fps);
-            s.frames = frames;
+            s.fps = fps;
+            let settings = *self.settings.lock().unwrap();
+            s.tracker
+                .reconfigure(settings.config(fps), 0.0, settings.plate_motion_gate);
         }
         Ok(())
     }
 
     fn sink_event(&self, event: gst::Event) -> bool {
         match event.view() {
-            gst::EventView::Eos(_) => self.end_all_tracks(),
+            // A new stream (another file, a reconnected camera) shows other cars: the old
+            // stream's tracks end before it starts.
+            gst::EventView::Eos(_) | gst::EventView::StreamStart(_) => self.end_all_tracks(),
             gst::EventView::FlushStop(_) => {
                 if let Some(s) = self.state.lock().unwrap().as_mut() {
                     s.tracker.reset();

@@ -409,6 +409,19 @@ impl FrameTracker {
         }
     }
 
+    /// New settings, as for [`Self::with_gates`] (the stream's frame rate changed): the
+    /// lost-track buffers are rescaled, every track and id carries on.
+    pub fn reconfigure(&mut self, config: ByteTrackConfig, vehicle_gate: f32, plate_gate: f32) {
+        self.vehicles.set_config(ByteTrackConfig {
+            motion_gate: vehicle_gate,
+            ..config
+        });
+        self.plates.set_config(ByteTrackConfig {
+            motion_gate: plate_gate,
+            ..config
+        });
+    }
+
     /// Ends every live track (end of stream, discontinuity): returns their ids and starts over.
     pub fn finish(&mut self) -> Vec<u64> {
         let mut ids: Vec<u64> = self.open.drain().collect();
