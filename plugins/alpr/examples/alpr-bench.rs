@@ -40,7 +40,7 @@ use gstalpr::alprdetect::AlprPlateMode;
 use gstalpr::alprdetect::engine::{Engine, EngineConfig, InputRole};
 use gstalpr::alprdetect::model::Detector;
 use gstalpr::alprdetect::preprocess::Preprocessor;
-use gstalpr::alprocr::Settled;
+use gstalpr::meta::Settled;
 use gstalpr::alprocr::engine::OcrEngine;
 use gstalpr::alprocr::ocrmodel::{self, RgbView};
 use gstalpr::meta::{AlprObject, BBox, ObjectKind};

@@ -10,8 +10,8 @@ use super::AlprPlateMode;
 use super::engine::{Engine, EngineConfig};
 use super::model::Detector;
 use super::preprocess::{Layout, YuvMatrix};
-use crate::alprocr::Settled;
 use crate::meta::AlprFrame;
+use crate::meta::Settled;
 use crate::models;
 use crate::runtime::Provider;
 

@@ -8,6 +8,7 @@ use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 
+use super::AlprOcrEmit;
 use super::engine::OcrEngine;
 use super::ocrmodel::{self, RgbView};
 use super::tracks::{
@@ -15,9 +16,9 @@ use super::tracks::{
 };
 use super::vehicles::VehicleTracks;
 use super::vote::{EmitMode, FormatMode, PlateFormat, VoteRead, VoterConfig};
-use super::{AlprOcrEmit, Settled};
 use crate::alprdetect::preprocess::{Layout, Preprocessor, YuvMatrix};
 use crate::event::{self, EventImages, PlateEvent, VehicleTrackEvent};
+use crate::meta::Settled;
 use crate::meta::{AlprFrame, BBox, ObjectKind};
 use crate::models;
 use crate::runtime::Provider;
@@ -1163,7 +1164,7 @@ impl BaseTransformImpl for AlprOcr {
     fn sink_event(&self, event: gst::Event) -> bool {
         match event.view() {
             gst::EventView::CustomDownstream(_) => {
-                if let Some(ids) = crate::alprtrack::ended_tracks_of(&event) {
+                if let Some(ids) = crate::meta::ended_tracks_of(&event) {
                     self.end_tracks(Some(ids));
                 }
             }
@@ -1228,7 +1229,7 @@ impl BaseTransformImpl for AlprOcr {
                 CAT,
                 imp = self,
                 "nobody upstream takes {}",
-                super::SETTLED_EVENT
+                crate::meta::SETTLED_EVENT
             );
         }
         frame.write(buf).map_err(|e| {

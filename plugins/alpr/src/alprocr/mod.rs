@@ -11,91 +11,7 @@ pub mod tracks;
 pub mod vehicles;
 pub mod vote;
 
-use crate::meta::BBox;
-
-/// Name of the custom upstream event alprocr sends after a frame in which settled vehicles were
-/// visible, and once more, empty, when none are left: vehicles whose plate is read (property
-/// `settle-reads`) or that were searched in vain for a while (`settle-unread`).
-/// Fields: `width` and `height` (guint, the frame's size), `pts` (guint64, absent without a
-/// timestamp), `tracks` (array of guint64, the vehicles' track ids) and `boxes` (array of
-/// gfloat, x, y, w, h per vehicle, in frame pixels). alprdetect stops searching those vehicles
-/// for plates.
-pub const SETTLED_EVENT: &str = "alpr-plates-settled";
-
-/// The vehicles of one frame whose plates are read (see [`SETTLED_EVENT`]).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Settled {
-    pub pts: Option<gst::ClockTime>,
-    pub width: u32,
-    pub height: u32,
-    /// Track id and box of each vehicle.
-    pub vehicles: Vec<(u64, BBox)>,
-}
-
-impl Settled {
-    pub fn to_event(&self) -> gst::Event {
-        let tracks = gst::Array::new(self.vehicles.iter().map(|v| v.0.to_send_value()));
-        let boxes = gst::Array::new(
-            self.vehicles
-                .iter()
-                .flat_map(|(_, b)| [b.x, b.y, b.w, b.h])
-                .map(|v| v.to_send_value()),
-        );
-        let s = gst::Structure::builder(SETTLED_EVENT)
-            .field("width", self.width)
-            .field("height", self.height)
-            .field_if_some("pts", self.pts.map(|t| t.nseconds()))
-            .field("tracks", tracks)
-            .field("boxes", boxes)
-            .build();
-        gst::event::CustomUpstream::new(s)
-    }
-
-    /// Boxes further than this from the frame they are applied to (stream time) are stale.
-    pub const MAX_AGE: gst::ClockTime = gst::ClockTime::from_mseconds(500);
-
-    /// Whether these boxes may be used for a `width` x `height` frame with timestamp `pts`:
-    /// same frame size, and timestamps (where both exist) at most [`Settled::MAX_AGE`] apart.
-    pub fn usable_for(&self, width: u32, height: u32, pts: Option<gst::ClockTime>) -> bool {
-        self.width == width
-            && self.height == height
-            && match (self.pts, pts) {
-                (Some(a), Some(b)) => a.absdiff(b) <= Self::MAX_AGE,
-                _ => true,
-            }
-    }
-
-    /// Reads a [`SETTLED_EVENT`] event; `None` for any other event or a malformed one.
-    pub fn of(event: &gst::EventRef) -> Option<Settled> {
-        let s = event.structure()?;
-        if s.name() != SETTLED_EVENT {
-            return None;
-        }
-        let flat: Vec<f32> = s
-            .get::<gst::Array>("boxes")
-            .ok()?
-            .iter()
-            .filter_map(|v| v.get::<f32>().ok())
-            .collect();
-        let tracks = s.get::<gst::Array>("tracks").ok()?;
-        if flat.len() != 4 * tracks.len() {
-            return None;
-        }
-        Some(Settled {
-            pts: s.get::<u64>("pts").ok().map(gst::ClockTime::from_nseconds),
-            width: s.get("width").ok()?,
-            height: s.get("height").ok()?,
-            vehicles: tracks
-                .iter()
-                .zip(flat.chunks_exact(4))
-                .map(|(t, c)| {
-                    let id = t.get::<u64>().ok()?;
-                    Some((id, BBox::new(c[0], c[1], c[2], c[3])))
-                })
-                .collect::<Option<_>>()?,
-        })
-    }
-}
+pub use crate::meta::{SETTLED_EVENT, Settled};
 
 /// When alprocr emits a track's plate event (property `emit`).
 #[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
@@ -130,34 +46,4 @@ pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
         gst::Rank::NONE,
         AlprOcr::static_type(),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn settled_event_round_trips() {
-        gst::init().unwrap();
-        let s = Settled {
-            pts: Some(gst::ClockTime::from_mseconds(40)),
-            width: 1280,
-            height: 720,
-            vehicles: vec![
-                (3, BBox::new(1.0, 2.0, 300.0, 200.0)),
-                (9, BBox::new(5.5, 6.0, 7.0, 8.0)),
-            ],
-        };
-        let ev = s.to_event();
-        assert_eq!(ev.type_(), gst::EventType::CustomUpstream);
-        assert_eq!(Settled::of(&ev), Some(s.clone()));
-        let none = Settled {
-            pts: None,
-            vehicles: vec![],
-            ..s
-        };
-        assert_eq!(Settled::of(&none.to_event()), Some(none));
-        let other = gst::event::CustomUpstream::new(gst::Structure::new_empty("other"));
-        assert_eq!(Settled::of(&other), None);
-    }
 }

@@ -7,7 +7,6 @@ use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 
-use super::TRACKS_ENDED_EVENT;
 use super::bytetrack::ByteTrackConfig;
 use super::tracker::{FrameTracker, PLATE_MOTION_GATE};
 
@@ -107,12 +106,9 @@ impl AlprTrack {
             return;
         }
         gst::debug!(CAT, imp = self, "ending {} open tracks", ended.len());
-        let s = gst::Structure::builder(TRACKS_ENDED_EVENT)
-            .field("tracks", gst::Array::new(ended))
-            .build();
         self.obj()
             .src_pad()
-            .push_event(gst::event::CustomDownstream::new(s));
+            .push_event(crate::meta::tracks_ended_event(ended));
     }
 }
 

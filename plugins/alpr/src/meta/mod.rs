@@ -9,6 +9,8 @@
 //!
 //! Elements and apps never touch the structure by hand: they read it with [`AlprFrame::read`]
 //! and write it with [`AlprFrame::write`], which keeps the custom meta and the ROI metas in step.
+//! The custom events the elements send each other (`alpr-tracks-ended`, `alpr-plates-settled`)
+//! are part of the same contract: see the `events` submodule, re-exported here.
 //!
 //! Structure layout (`alpr-frame`), for apps in other languages:
 //!
@@ -21,6 +23,10 @@
 //! | `objects` | GstValueArray of `alpr-object` structures | see [`AlprObject`] |
 //! | `ended-tracks` | GstValueArray of guint64 | track ids that ended on this frame |
 //! | `replaced-tracks` | GstValueArray of guint64 | those of them that ended because another car took their place (optional) |
+
+mod events;
+
+pub use events::{SETTLED_EVENT, Settled, TRACKS_ENDED_EVENT, ended_tracks_of, tracks_ended_event};
 
 use gst::glib;
 use gst::prelude::*;
