@@ -109,16 +109,22 @@ async fn run(cfg: config::Config, handle: tokio::runtime::Handle) -> Result<(), 
 /// Plain-PostgreSQL retention: delete old events every hour.
 async fn retention(db: Arc<db::Db>, days: u32) {
     loop {
+        // Until the database is up (and its tables exist), look again every minute.
+        let mut wait = Duration::from_secs(60);
         if let Some(c) = db.get() {
             match store::delete_older_than(&c, days).await {
-                Ok(0) => {}
-                Ok(n) => log(format_args!(
-                    "retention: deleted {n} events older than {days} days"
-                )),
+                Ok(n) => {
+                    wait = Duration::from_secs(3600);
+                    if n > 0 {
+                        log(format_args!(
+                            "retention: deleted {n} events older than {days} days"
+                        ));
+                    }
+                }
                 Err(e) => log(format_args!("retention: {}", store::error_text(&e))),
             }
         }
-        tokio::time::sleep(Duration::from_secs(3600)).await;
+        tokio::time::sleep(wait).await;
     }
 }
 
