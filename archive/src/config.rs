@@ -1,0 +1,178 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Command line flags, each with an `ALPR_ARCHIVE_*` environment equivalent.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "alpr-archive",
+    version,
+    about = "Archives gst-alpr plate and vehicle events from Kafka in PostgreSQL and serves a search API and page"
+)]
+pub struct Config {
+    /// Kafka bootstrap servers (host:port[,host:port...]).
+    #[arg(long, env = "ALPR_ARCHIVE_BROKERS", default_value = "127.0.0.1:9092")]
+    pub brokers: String,
+    /// Schema Registry URL (credentials may be given as https://key:secret@host).
+    #[arg(
+        long,
+        env = "ALPR_ARCHIVE_SCHEMA_REGISTRY",
+        default_value = "http://127.0.0.1:8081"
+    )]
+    pub schema_registry: String,
+    /// PostgreSQL connection URL (postgres://user:password@host:port/db).
+    #[arg(
+        long,
+        env = "ALPR_ARCHIVE_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres",
+        hide_env_values = true
+    )]
+    pub database_url: String,
+    /// Address of the search API and web page. A non-loopback address needs --password.
+    #[arg(long, env = "ALPR_ARCHIVE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Password (HTTP basic auth, any user name) or bearer token of the API and page.
+    #[arg(long, env = "ALPR_ARCHIVE_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// Kafka consumer group: instances with the same group share the partitions.
+    #[arg(long, env = "ALPR_ARCHIVE_GROUP_ID", default_value = "alpr-archive")]
+    pub group_id: String,
+    /// Topic of the plate events.
+    #[arg(
+        long,
+        env = "ALPR_ARCHIVE_PLATES_TOPIC",
+        default_value = "alpr.events.plates"
+    )]
+    pub plates_topic: String,
+    /// Topic of the vehicle-track events.
+    #[arg(
+        long,
+        env = "ALPR_ARCHIVE_VEHICLES_TOPIC",
+        default_value = "alpr.events.vehicles"
+    )]
+    pub vehicles_topic: String,
+    /// Wait between connection attempts to each service, e.g. 30s, 500ms, 2m.
+    #[arg(long, env = "ALPR_ARCHIVE_RETRY_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub retry_interval: Duration,
+    /// Delete events older than this many days (0 = keep forever).
+    #[arg(long, env = "ALPR_ARCHIVE_RETENTION_DAYS", default_value_t = 0)]
+    pub retention_days: u32,
+    /// Local folder of the crop images (the s3sink `location`): served at /images/{key}.
+    #[arg(long, env = "ALPR_ARCHIVE_CROPS_DIR")]
+    pub crops_dir: Option<PathBuf>,
+    /// Base URL of the crop images (image_url = this + "/" + key) when not served from --crops-dir.
+    #[arg(long, env = "ALPR_ARCHIVE_CROPS_URL")]
+    pub crops_url: Option<String>,
+    /// Address of the Prometheus /metrics endpoint ("" = off).
+    #[arg(
+        long,
+        env = "ALPR_ARCHIVE_METRICS_ADDRESS",
+        default_value = "127.0.0.1:8002"
+    )]
+    pub metrics_address: String,
+    /// Most messages written per database transaction.
+    #[arg(long, env = "ALPR_ARCHIVE_BATCH_SIZE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub batch_size: u32,
+}
+
+/// `30s`, `500ms`, `2m`, `1h` or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}`: expected a duration like 30s, 500ms, 2m"))?;
+    let d = match unit {
+        "" | "s" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return Err(format!("`{s}`: unknown unit `{unit}` (ms, s, m, h)")),
+    };
+    if d.is_zero() {
+        return Err(format!("`{s}`: must be more than 0"));
+    }
+    Ok(d)
+}
+
+impl Config {
+    /// Refuses settings that cannot work or would expose plate data.
+    pub fn validate(&self) -> Result<(), String> {
+        gstalpr::kafkasink::validate_brokers(&self.brokers)
+            .map_err(|e| format!("--brokers: {e}"))?;
+        if !self.listen.ip().is_loopback() && self.password.as_deref().is_none_or(str::is_empty) {
+            return Err(format!(
+                "--listen {}: plate data is personal data; a non-loopback address needs \
+                 --password (or ALPR_ARCHIVE_PASSWORD)",
+                self.listen
+            ));
+        }
+        if self.crops_dir.is_some() && self.crops_url.is_some() {
+            return Err("--crops-dir and --crops-url: give one of them".into());
+        }
+        Ok(())
+    }
+
+    /// The database URL without its password, for log lines.
+    pub fn database_redacted(&self) -> String {
+        redact_url(&self.database_url)
+    }
+}
+
+/// `scheme://user:secret@host` -> `scheme://user:*****@host`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (auth, host) = match rest.rsplit_once('@') {
+        Some(v) => v,
+        None => return url.to_string(),
+    };
+    match auth.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:*****@{host}"),
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        Config::try_parse_from(std::iter::once("alpr-archive").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn public_listen_needs_a_password() {
+        let c = parse(&["--listen", "0.0.0.0:8080"]);
+        assert!(c.validate().unwrap_err().contains("--password"));
+        let c = parse(&["--listen", "0.0.0.0:8080", "--password", "s3cret"]);
+        assert!(c.validate().is_ok());
+        assert!(parse(&[]).validate().is_ok());
+        assert!(parse(&["--listen", "[::1]:9000"]).validate().is_ok());
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://u:pw@h:5432/db"),
+            "postgres://u:*****@h:5432/db"
+        );
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+    }
+}

@@ -1,0 +1,366 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The Kafka consumer group: poll a batch, decode it, write it in one transaction, then commit
+//! its offsets. At-least-once delivery plus idempotent writes: every event once in the table.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use gstalpr::kafkasink::registry::RegistryClient;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio_postgres::Client;
+
+use crate::config::Config;
+use crate::decode::{DecodeError, Decoder};
+use crate::status::{METRICS, log, set_connected};
+use crate::store::{self, Item, Origin};
+
+/// How long a batch waits for more messages once it has one.
+const BATCH_WAIT: Duration = Duration::from_millis(200);
+
+/// Runs until `stop` is set: the consumer thread's body.
+pub fn run(cfg: Config, rt: tokio::runtime::Handle, stop: Arc<AtomicBool>) {
+    let retry = cfg.retry_interval;
+    let registry = loop {
+        match RegistryClient::new(&cfg.schema_registry, Duration::from_secs(10)) {
+            Ok(r) => break r,
+            Err(e) => {
+                // A malformed URL does not get better: say so and keep trying the same way
+                // the other services do, so the process stays up and visible.
+                log(format_args!(
+                    "registry: failed, will retry in {}s: {e}",
+                    retry.as_secs()
+                ));
+                if sleep_or_stop(retry, &stop) {
+                    return;
+                }
+            }
+        }
+    };
+    let mut decoder = Decoder::new(registry);
+    let consumer = match make_consumer(&cfg) {
+        Ok(c) => c,
+        Err(e) => {
+            log(format_args!("kafka: cannot create the consumer: {e}"));
+            std::process::exit(2);
+        }
+    };
+    let mut writer = Writer {
+        url: cfg.database_url.clone(),
+        redacted: cfg.database_redacted(),
+        retry,
+        client: None,
+    };
+    // The tables first: the search API needs them even before the first event.
+    if rt.block_on(writer.connected(&stop)).is_none() {
+        return;
+    }
+    wait_for_kafka(&consumer, &cfg, &stop);
+    let topics = [cfg.plates_topic.as_str(), cfg.vehicles_topic.as_str()];
+    if let Err(e) = consumer.subscribe(&topics) {
+        log(format_args!("kafka: subscribe {topics:?}: {e}"));
+        std::process::exit(2);
+    }
+    log(format_args!(
+        "kafka: consuming {topics:?} as group {}",
+        cfg.group_id
+    ));
+    let mut kafka_error: Option<String> = None;
+    while !stop.load(Ordering::Relaxed) {
+        let mut batch = Vec::new();
+        let mut first: Option<Instant> = None;
+        while batch.len() < cfg.batch_size as usize {
+            let wait = match first {
+                None => Duration::from_millis(500),
+                Some(t) => BATCH_WAIT.saturating_sub(t.elapsed()),
+            };
+            if wait.is_zero() || stop.load(Ordering::Relaxed) {
+                break;
+            }
+            match consumer.poll(wait) {
+                None if first.is_none() => break,
+                None => {}
+                Some(Ok(m)) => {
+                    if kafka_error.take().is_some() {
+                        set_connected("kafka", true, &cfg.brokers);
+                    }
+                    first.get_or_insert_with(Instant::now);
+                    batch.push((
+                        Origin {
+                            topic: m.topic().to_string(),
+                            partition: m.partition(),
+                            offset: m.offset(),
+                        },
+                        m.payload().map(<[u8]>::to_vec),
+                    ));
+                }
+                Some(Err(e)) => {
+                    let reason = e.to_string();
+                    if kafka_error.as_deref() != Some(&reason) {
+                        log(format_args!(
+                            "kafka: {reason} (librdkafka retries by itself)"
+                        ));
+                        METRICS.up.with_label_values(&["kafka"]).set(0);
+                    }
+                    kafka_error = Some(reason);
+                }
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let items = decode_batch(&mut decoder, batch, retry, &stop);
+        let Some(items) = items else { return };
+        let started = Instant::now();
+        if !rt.block_on(writer.write(&items, &stop)) {
+            return;
+        }
+        METRICS
+            .batch_seconds
+            .observe(started.elapsed().as_secs_f64());
+        commit(&consumer, &items);
+    }
+}
+
+fn make_consumer(cfg: &Config) -> Result<BaseConsumer, rdkafka::error::KafkaError> {
+    ClientConfig::new()
+        .set("bootstrap.servers", &cfg.brokers)
+        .set("group.id", &cfg.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("client.id", "alpr-archive")
+        .create()
+}
+
+/// Logs attempting / connected / failed until the brokers answer a metadata request.
+fn wait_for_kafka(consumer: &BaseConsumer, cfg: &Config, stop: &AtomicBool) {
+    loop {
+        log(format_args!("kafka: attempting {}", cfg.brokers));
+        match consumer.fetch_metadata(None, Duration::from_secs(5)) {
+            Ok(md) => {
+                set_connected(
+                    "kafka",
+                    true,
+                    &format!("{}, {} brokers", cfg.brokers, md.brokers().len()),
+                );
+                return;
+            }
+            Err(e) => log(format_args!(
+                "kafka: failed, will retry in {}s: {e}",
+                cfg.retry_interval.as_secs()
+            )),
+        }
+        if sleep_or_stop(cfg.retry_interval, stop) {
+            return;
+        }
+    }
+}
+
+/// Sleeps `d` in small steps; true when asked to stop meanwhile.
+fn sleep_or_stop(d: Duration, stop: &AtomicBool) -> bool {
+    let end = Instant::now() + d;
+    while Instant::now() < end {
+        if stop.load(Ordering::Relaxed) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50).min(end - Instant::now()));
+    }
+    stop.load(Ordering::Relaxed)
+}
+
+/// Decodes every message; a registry outage waits and retries the same message (never a dead
+/// letter: the message is fine). None when asked to stop.
+fn decode_batch(
+    decoder: &mut Decoder,
+    batch: Vec<(Origin, Option<Vec<u8>>)>,
+    retry: Duration,
+    stop: &AtomicBool,
+) -> Option<Vec<Item>> {
+    let mut items = Vec::with_capacity(batch.len());
+    let mut registry_down = false;
+    for (origin, payload) in batch {
+        loop {
+            match decoder.decode(payload.as_deref()) {
+                Ok(d) => {
+                    items.push(Item::Event(d, origin));
+                    break;
+                }
+                Err(DecodeError::Poison(error)) => {
+                    items.push(Item::Dead {
+                        origin,
+                        payload: payload.unwrap_or_default(),
+                        error,
+                    });
+                    break;
+                }
+                Err(DecodeError::Unavailable(reason)) => {
+                    registry_down = true;
+                    METRICS.up.with_label_values(&["registry"]).set(0);
+                    log(format_args!(
+                        "registry: failed, will retry in {}s: {reason}",
+                        retry.as_secs()
+                    ));
+                    if sleep_or_stop(retry, stop) {
+                        return None;
+                    }
+                    log(format_args!(
+                        "registry: attempting {}",
+                        decoder.registry_url()
+                    ));
+                }
+            }
+        }
+        if !registry_down {
+            set_connected("registry", true, decoder.registry_url());
+        }
+        registry_down = false;
+    }
+    Some(items)
+}
+
+/// Commits, per partition, the offset after the last message of the batch.
+fn commit(consumer: &BaseConsumer, items: &[Item]) {
+    let mut next: HashMap<(String, i32), i64> = HashMap::new();
+    for item in items {
+        let o = match item {
+            Item::Event(_, o) => o,
+            Item::Dead { origin, .. } => origin,
+        };
+        let e = next.entry((o.topic.clone(), o.partition)).or_insert(0);
+        *e = (*e).max(o.offset + 1);
+    }
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), offset) in next {
+        let _ = tpl.add_partition_offset(&topic, partition, Offset::Offset(offset));
+    }
+    // A failed commit (a rebalance took the partition away) only means redelivery, which the
+    // idempotent writes absorb.
+    if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
+        log(format_args!(
+            "kafka: offset commit failed (the batch will be redelivered and deduplicated): {e}"
+        ));
+    }
+}
+
+/// The database connection of the consumer: reconnects with the retry interval and keeps
+/// the batch until it is committed.
+struct Writer {
+    url: String,
+    redacted: String,
+    retry: Duration,
+    client: Option<Client>,
+}
+
+impl Writer {
+    async fn connected(&mut self, stop: &AtomicBool) -> Option<&mut Client> {
+        while self.client.as_ref().is_none_or(Client::is_closed) {
+            self.client = None;
+            set_connected("database", false, "");
+            log(format_args!("database: attempting {}", self.redacted));
+            match store::connect(&self.url).await {
+                Ok(mut c) => match store::migrate(&mut c).await {
+                    Ok(applied) => {
+                        if !applied.is_empty() {
+                            log(format_args!("database: applied migrations {applied:?}"));
+                        }
+                        set_connected("database", true, &self.redacted);
+                        self.client = Some(c);
+                        break;
+                    }
+                    Err(e) => self.failed(&store::error_text(&e)),
+                },
+                Err(e) => self.failed(&e),
+            }
+            if stop.load(Ordering::Relaxed) {
+                return None;
+            }
+            tokio::time::sleep(self.retry).await;
+        }
+        self.client.as_mut()
+    }
+
+    fn failed(&self, reason: &str) {
+        log(format_args!(
+            "database: failed, will retry in {}s: {reason}",
+            self.retry.as_secs()
+        ));
+    }
+
+    /// Writes the batch, retrying across outages; false only when asked to stop first. Rows
+    /// the server refuses (not an outage) are retried one by one and the refused ones become
+    /// dead letters, so one bad record never blocks the partition.
+    async fn write(&mut self, items: &[Item], stop: &AtomicBool) -> bool {
+        loop {
+            let Some(client) = self.connected(stop).await else {
+                return false;
+            };
+            match store::write_batch(client, items).await {
+                Ok(w) => {
+                    count(w);
+                    return true;
+                }
+                Err(e) if e.as_db_error().is_some() && !client.is_closed() => {
+                    log(format_args!(
+                        "database: batch refused ({}), writing its {} messages one by one",
+                        store::error_text(&e),
+                        items.len()
+                    ));
+                    if self.write_each(items).await {
+                        return true;
+                    }
+                }
+                Err(e) => {
+                    set_connected("database", false, "");
+                    self.failed(&store::error_text(&e));
+                    self.client = None;
+                    tokio::time::sleep(self.retry).await;
+                }
+            }
+        }
+    }
+
+    /// True when every item is stored or dead-lettered.
+    async fn write_each(&mut self, items: &[Item]) -> bool {
+        for item in items {
+            let Some(client) = self.client.as_mut() else {
+                return false;
+            };
+            match store::write_batch(client, std::slice::from_ref(item)).await {
+                Ok(w) => count(w),
+                Err(e) if e.as_db_error().is_some() && !client.is_closed() => {
+                    let Item::Event(_, origin) = item else {
+                        return false;
+                    };
+                    let dead = Item::Dead {
+                        origin: origin.clone(),
+                        payload: Vec::new(),
+                        error: format!("refused by the database: {}", store::error_text(&e)),
+                    };
+                    match store::write_batch(client, &[dead]).await {
+                        Ok(w) => count(w),
+                        Err(_) => return false,
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+}
+
+fn count(w: store::Written) {
+    METRICS
+        .rows
+        .with_label_values(&["plate_events"])
+        .inc_by(w.plates);
+    METRICS
+        .rows
+        .with_label_values(&["vehicle_events"])
+        .inc_by(w.vehicles);
+    METRICS.dead_letters.inc_by(w.dead_letters);
+}
