@@ -149,6 +149,9 @@ const CONTINUITY_FRAMES: u64 = 3;
 /// [`CONTINUITY_SLACK`] per frame between the two sightings.
 const CONTINUITY_SIZES: f32 = 1.0;
 const CONTINUITY_SLACK: f32 = 0.2;
+/// Per frame between the sightings, when the ended track's motion is unknown (one read): a
+/// plate passing at 10 fps moves about 1.5 of its sizes per frame.
+const UNKNOWN_MOTION: f32 = 1.5;
 /// ... and at most this factor apart in width.
 const CONTINUITY_SCALE: f32 = 1.5;
 
@@ -435,7 +438,7 @@ impl Tracks {
         // one's place may well have a similar plate.
         let near_ok = e.state.pushed <= FRAGMENT_READS && !e.replaced;
         let last = e.state.last_place(&mine.text)?;
-        let velocity = e.state.velocity(&mine.text);
+        let (velocity, moved) = e.state.velocity(&mine.text);
         // A settled track's plate is not searched any more (alprdetect skip-settled): the car
         // was there as long as its vehicle box was detected.
         let since = last.frame.max(e.state.vehicle_frame);
@@ -483,7 +486,13 @@ impl Tracks {
                     (ex * ex + ey * ey).sqrt()
                 })
                 .fold(f32::INFINITY, f32::min);
-            let allowed = CONTINUITY_SIZES + CONTINUITY_SLACK * gap as f32;
+            // Without a velocity (a track of one read) any plausible motion is allowed.
+            let slack = if moved {
+                CONTINUITY_SLACK
+            } else {
+                UNKNOWN_MOTION
+            };
+            let allowed = CONTINUITY_SIZES + slack * gap as f32;
             if !(scale <= CONTINUITY_SCALE && d <= allowed) {
                 continue;
             }
@@ -630,18 +639,18 @@ impl TrackState {
     }
 
     /// Pixels per frame the plate read as `text` moved between its last two sightings (on
-    /// different frames).
-    fn velocity(&self, text: &str) -> (f32, f32) {
+    /// different frames), and whether there were two.
+    fn velocity(&self, text: &str) -> ((f32, f32), bool) {
         let mut it = self
             .places
             .iter()
             .rev()
             .filter(|p| plate_match(&p.text, text) != PlateMatch::Different);
         let Some(b) = it.next() else {
-            return (0.0, 0.0);
+            return ((0.0, 0.0), false);
         };
         let Some(a) = it.find(|p| p.frame < b.frame) else {
-            return (0.0, 0.0);
+            return ((0.0, 0.0), false);
         };
         let dt = (b.frame - a.frame) as f32;
         let v = (
@@ -649,9 +658,9 @@ impl TrackState {
             (b.bbox.y + b.bbox.h / 2.0 - a.bbox.y - a.bbox.h / 2.0) / dt,
         );
         if v.0.is_finite() && v.1.is_finite() {
-            v
+            (v, true)
         } else {
-            (0.0, 0.0)
+            ((0.0, 0.0), false)
         }
     }
 
@@ -1237,6 +1246,26 @@ mod tests {
         assert_eq!(out.len(), 1, "{out:?}");
         assert_eq!(out[0].event.reads, 12);
         assert_eq!(t.stats().merged, 2);
+    }
+
+    /// Detection on every other frame of a passing car: each read under a new track, the
+    /// plate 2.5 widths further each time. Tracks of one read have no velocity: any plausible
+    /// motion continues them, and the car is one event.
+    #[test]
+    fn one_read_tracks_of_a_passing_car_chain_into_one_event() {
+        let mut t = merging();
+        let mut out = Vec::new();
+        for k in 0..5u64 {
+            let f = 2 * k;
+            out.extend(t.observe(k + 1, obs("WA56660", 0.95, 0.5, f).tap_x(125.0 * k as f32)));
+            out.extend(t.tick(f));
+            out.extend(t.end(k + 1, f + 2, false));
+        }
+        for f in 10..30 {
+            out.extend(t.tick(f));
+        }
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].event.reads, 5);
     }
 
     trait TapX {

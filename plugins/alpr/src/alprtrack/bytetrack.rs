@@ -158,7 +158,7 @@ pub struct ByteTrackConfig {
     /// distance measured per axis in the boxes' mean width and height) from a
     /// track's predicted centre also scores `(1 - d / g) * sqrt(area ratio)`, and the higher of
     /// that and the IoU is the similarity. A young track (fewer than [`YOUNG_HITS`] hits: no
-    /// velocity learnt yet) gets the whole gate, an established one half of it (its Kalman
+    /// velocity learnt yet) gets the whole gate per frame since it was last seen (up to 4), an established one half of it (its Kalman
     /// prediction already follows steady motion), a lost one none: a lost box is re-found by
     /// IoU with its prediction only, so that a new car's plate appearing near where an old one
     /// was lost (a scene cut, a queue) does not continue the old track.
@@ -388,7 +388,7 @@ impl ByteTracker {
             &s.det_boxes,
             detections,
             &s.high,
-            Metric::fused(cfg.motion_gate),
+            Metric::fused(cfg.motion_gate, frame),
         );
         s.row_matched.clear();
         s.row_matched.resize(s.pool.len(), false);
@@ -416,7 +416,7 @@ impl ByteTracker {
             &s.det_boxes,
             detections,
             &s.low,
-            Metric::plain(cfg.motion_gate),
+            Metric::plain(cfg.motion_gate, frame),
         );
         s.row_matched.clear();
         s.row_matched.resize(s.rows.len(), false);
@@ -455,7 +455,7 @@ impl ByteTracker {
             &s.det_boxes,
             detections,
             &s.cols,
-            Metric::fused(cfg.motion_gate),
+            Metric::fused(cfg.motion_gate, frame),
         );
         s.row_matched.clear();
         s.row_matched.resize(s.rows.len(), false);
@@ -640,20 +640,25 @@ impl Track {
 struct Metric {
     fuse_score: bool,
     gate: f64,
+    /// The current frame: a young track's gate grows with the frames since it was last seen
+    /// (detection on every n-th frame moves a plate n times as far between detections).
+    frame: u64,
 }
 
 impl Metric {
-    fn fused(gate: f32) -> Self {
+    fn fused(gate: f32, frame: u64) -> Self {
         Metric {
             fuse_score: true,
             gate: f64::from(gate.max(0.0)),
+            frame,
         }
     }
 
-    fn plain(gate: f32) -> Self {
+    fn plain(gate: f32, frame: u64) -> Self {
         Metric {
             fuse_score: false,
             gate: f64::from(gate.max(0.0)),
+            frame,
         }
     }
 }
@@ -704,7 +709,7 @@ fn fill_cost(
         let gate = if t.state == TrackState::Lost {
             0.0
         } else if t.hits < YOUNG_HITS {
-            metric.gate
+            metric.gate * metric.frame.saturating_sub(t.last_frame).clamp(1, 4) as f64
         } else {
             metric.gate / 2.0
         };
