@@ -7,6 +7,7 @@ use gst::prelude::*;
 pub mod engine;
 mod imp;
 pub mod ocrmodel;
+mod places;
 pub mod tracks;
 pub mod vehicles;
 pub mod vote;

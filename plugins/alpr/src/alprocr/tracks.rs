@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use super::places::{Places, continuity};
 use super::vote::{
     Decision, DecisionKind, EmitMode, PlateMatch, TrackVoter, VoteRead, VoterConfig, levenshtein,
     normalize_o0, plate_match,
@@ -90,9 +91,8 @@ struct TrackState {
     pushed: usize,
     first_seen_ms: i64,
     last_seen_ms: i64,
-    /// Frame and plate box of the first read, and of the last [`PLACES`] reads.
-    first_place: Option<Place>,
-    places: VecDeque<Place>,
+    /// Where and when the plate was read.
+    places: Places,
     best_confidence: f32,
     /// Last frame the track's vehicle box was detected.
     vehicle_frame: u64,
@@ -105,17 +105,6 @@ struct TrackState {
 
 /// Reads a track keeps for replaying into a track it merges into.
 const HISTORY: usize = 64;
-/// Where and when a track's plate was read, and what.
-#[derive(Debug, Clone)]
-struct Place {
-    frame: u64,
-    bbox: BBox,
-    text: String,
-}
-
-/// Recent plate places a track keeps for the continuity test.
-const PLACES: usize = 16;
-
 /// How ended tracks of one car are put back together (see [`Tracks`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MergeConfig {
@@ -140,20 +129,6 @@ impl Default for MergeConfig {
 pub const DEFAULT_FRAGMENT_CONFIDENCE: f32 = 0.9;
 /// Tracks with at most this many reads are fragments.
 pub const FRAGMENT_READS: usize = 2;
-/// Two tracks continue each other only if their plates were seen within this many frames (a
-/// track whose vehicle box was still detected counts as seen then: a settled plate is no
-/// longer searched).
-const CONTINUITY_FRAMES: u64 = 3;
-/// ... and at most this many plate sizes (measured per axis in the plates' width and height)
-/// from where the ended track's plate would be then, moving on as it did or stopped, plus
-/// [`CONTINUITY_SLACK`] per frame between the two sightings.
-const CONTINUITY_SIZES: f32 = 1.0;
-const CONTINUITY_SLACK: f32 = 0.2;
-/// Per frame between the sightings, when the ended track's motion is unknown (one read): a
-/// plate passing at 10 fps moves about 1.5 of its sizes per frame.
-const UNKNOWN_MOTION: f32 = 1.5;
-/// ... and at most this factor apart in width.
-const CONTINUITY_SCALE: f32 = 1.5;
 
 /// Where an ended track's reads go.
 #[derive(Debug, Clone, Copy)]
@@ -437,8 +412,8 @@ impl Tracks {
         // Near texts only for fragments, and never across a replacement: a new car in the old
         // one's place may well have a similar plate.
         let near_ok = e.state.pushed <= FRAGMENT_READS && !e.replaced;
-        let last = e.state.last_place(&mine.text)?;
-        let (velocity, moved) = e.state.velocity(&mine.text);
+        let last = e.state.places.last(&mine.text)?;
+        let motion = e.state.places.velocity(&mine.text);
         // A settled track's plate is not searched any more (alprdetect skip-settled): the car
         // was there as long as its vehicle box was detected.
         let since = last.frame.max(e.state.vehicle_frame);
@@ -447,7 +422,7 @@ impl Tracks {
             .ended
             .iter()
             .enumerate()
-            .filter(|(_, w)| w.state.first_frame() > e.state.first_frame())
+            .filter(|(_, w)| w.state.places.first_frame() > e.state.places.first_frame())
             .map(|(k, w)| (Target::Waiting(k), &w.state));
         let mut best: Option<(f32, Target)> = None;
         for (target, t) in open.chain(waiting) {
@@ -462,40 +437,13 @@ impl Tracks {
             if !ok {
                 continue;
             }
-            let Some(place) = t.place_near(since, &mine.text) else {
+            let Some(d) = t
+                .places
+                .near(since, &mine.text)
+                .and_then(|place| continuity(last, motion, since, place))
+            else {
                 continue;
             };
-            if place.frame.abs_diff(since) > CONTINUITY_FRAMES {
-                continue;
-            }
-            let gap = place.frame.abs_diff(last.frame);
-            let (a, b) = (&last.bbox, &place.bbox);
-            let scale = a.w.max(b.w) / a.w.min(b.w).max(1e-3);
-            // Where `e`'s plate would be at that frame, moving on as it did or stopped (a car
-            // that stood while its settled plate was not searched).
-            let dt = place.frame as f32 - last.frame as f32;
-            let d = [0.0, dt]
-                .iter()
-                .map(|t| {
-                    let cx = a.x + a.w / 2.0 + velocity.0 * t;
-                    let cy = a.y + a.h / 2.0 + velocity.1 * t;
-                    // Per axis in plate widths and heights: a plate moving by its height
-                    // vertically has moved as much as one moving by its width sideways.
-                    let ex = (cx - b.x - b.w / 2.0) * 2.0 / (a.w + b.w);
-                    let ey = (cy - b.y - b.h / 2.0) * 2.0 / (a.h + b.h);
-                    (ex * ex + ey * ey).sqrt()
-                })
-                .fold(f32::INFINITY, f32::min);
-            // Without a velocity (a track of one read) any plausible motion is allowed.
-            let slack = if moved {
-                CONTINUITY_SLACK
-            } else {
-                UNKNOWN_MOTION
-            };
-            let allowed = CONTINUITY_SIZES + slack * gap as f32;
-            if !(scale <= CONTINUITY_SCALE && d <= allowed) {
-                continue;
-            }
             if best.as_ref().is_none_or(|(bd, _)| d < *bd) {
                 best = Some((d, target));
             }
@@ -537,7 +485,7 @@ impl Tracks {
                 }
                 Some(Ended {
                     track_id: id,
-                    frame: state.places.back().map_or(0, |p| p.frame),
+                    frame: state.places.last_frame(),
                     state,
                     replaced: false,
                 })
@@ -598,8 +546,7 @@ impl TrackState {
             pushed: 0,
             first_seen_ms: now_ms,
             last_seen_ms: now_ms,
-            first_place: None,
-            places: VecDeque::new(),
+            places: Places::default(),
             best_confidence: 0.0,
             vehicle_frame: 0,
             candidates: Vec::new(),
@@ -619,75 +566,11 @@ impl TrackState {
             })
     }
 
-    /// The place of the read closest in frames to `frame` among those that read `text` (up to
-    /// OCR confusions, or near it): a car may show a second plate-like box.
-    fn place_near(&self, frame: u64, text: &str) -> Option<&Place> {
-        self.first_place
-            .iter()
-            .chain(self.places.iter())
-            .filter(|p| plate_match(&p.text, text) != PlateMatch::Different)
-            .min_by_key(|p| p.frame.abs_diff(frame))
-    }
-
-    /// The last place where `text` was read (or the last place at all).
-    fn last_place(&self, text: &str) -> Option<&Place> {
-        self.places
-            .iter()
-            .rev()
-            .find(|p| plate_match(&p.text, text) != PlateMatch::Different)
-            .or(self.places.back())
-    }
-
-    /// Pixels per frame the plate read as `text` moved between its last two sightings (on
-    /// different frames), and whether there were two.
-    fn velocity(&self, text: &str) -> ((f32, f32), bool) {
-        let mut it = self
-            .places
-            .iter()
-            .rev()
-            .filter(|p| plate_match(&p.text, text) != PlateMatch::Different);
-        let Some(b) = it.next() else {
-            return ((0.0, 0.0), false);
-        };
-        let Some(a) = it.find(|p| p.frame < b.frame) else {
-            return ((0.0, 0.0), false);
-        };
-        let dt = (b.frame - a.frame) as f32;
-        let v = (
-            (b.bbox.x + b.bbox.w / 2.0 - a.bbox.x - a.bbox.w / 2.0) / dt,
-            (b.bbox.y + b.bbox.h / 2.0 - a.bbox.y - a.bbox.h / 2.0) / dt,
-        );
-        if v.0.is_finite() && v.1.is_finite() {
-            (v, true)
-        } else {
-            ((0.0, 0.0), false)
-        }
-    }
-
-    fn first_frame(&self) -> u64 {
-        self.first_place.as_ref().map_or(0, |p| p.frame)
-    }
-
-    fn note_place(&mut self, frame: u64, bbox: BBox, text: &str) {
-        let place = Place {
-            frame,
-            bbox,
-            text: text.to_string(),
-        };
-        if self.first_place.as_ref().is_none_or(|p| frame < p.frame) {
-            self.first_place = Some(place.clone());
-        }
-        if self.places.len() == PLACES {
-            self.places.pop_front();
-        }
-        let at = self.places.partition_point(|p| p.frame <= frame);
-        self.places.insert(at, place);
-    }
-
     fn add(&mut self, obs: Observation) -> Option<Decision> {
         self.last_seen_ms = self.last_seen_ms.max(obs.seen_ms);
         self.first_seen_ms = self.first_seen_ms.min(obs.seen_ms);
-        self.note_place(obs.read.frame, obs.plate_bbox, &obs.read.text);
+        self.places
+            .note(obs.read.frame, obs.plate_bbox, &obs.read.text);
         self.best_confidence = self.best_confidence.max(obs.read.confidence);
         if self.history.len() == HISTORY {
             self.history.pop_front();
@@ -742,7 +625,7 @@ impl TrackState {
         }
         let mut out = None;
         for (read, bbox) in other.history {
-            self.note_place(read.frame, bbox, &read.text);
+            self.places.note(read.frame, bbox, &read.text);
             // The other track's kept crop of this read, renumbered as this track's read.
             if let Some(pos) = other
                 .candidates
