@@ -48,10 +48,11 @@ COPY . .
 
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p gst-plugin-alpr \
- && mkdir -p /out/plugins \
+    cargo build --release --locked -p gst-plugin-alpr -p alpr-archive \
+ && mkdir -p /out/plugins /out/bin \
  && cp target/release/libgstalpr.so /out/plugins/ \
- && strip --strip-debug /out/plugins/libgstalpr.so
+ && cp target/release/alpr-archive /out/bin/ \
+ && strip --strip-debug /out/plugins/libgstalpr.so /out/bin/alpr-archive
 
 # --- runtime -------------------------------------------------------------------------------------
 FROM debian:bookworm-slim
@@ -66,6 +67,8 @@ RUN apt-get update \
  && useradd --system --create-home --home-dir /var/lib/alpr --shell /usr/sbin/nologin alpr
 
 COPY --from=build /out/plugins/ /opt/gst-alpr/plugins/
+# The archive (Kafka -> PostgreSQL, search API and page): the compose `archive` service runs it.
+COPY --from=build /out/bin/ /opt/gst-alpr/bin/
 COPY --from=build /out/onnxruntime/ /opt/onnxruntime/
 COPY --from=build /out/models/ /models/
 COPY pipelines/ /opt/gst-alpr/pipelines/

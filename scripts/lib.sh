@@ -175,6 +175,25 @@ start_local_services() {
   done
 }
 
+# A PostgreSQL cluster in $1 on 127.0.0.1:$2 (Debian's server binaries; run as the postgres user
+# when we are root: the server refuses root). Its postmaster joins SERVICE_PIDS.
+start_local_postgres() {
+  local dir="$1" port="$2" bin run=()
+  bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+  [ -x "$bin/initdb" ] || die "PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin (apt install postgresql)"
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    die "port $port on 127.0.0.1 is already in use: stop what listens there or choose another port (see the header of the calling script)"
+  fi
+  mkdir -p "$dir"
+  if [ "$(id -u)" = 0 ]; then chown postgres "$dir"; run=(runuser -u postgres --); fi
+  "${run[@]}" "$bin/initdb" -D "$dir/data" -A trust -U postgres --no-sync >"$dir/initdb.log" 2>&1 \
+    || die "initdb failed: see $dir/initdb.log"
+  "${run[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w \
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1" start >/dev/null \
+    || die "PostgreSQL did not start: see $dir/postgres.log"
+  SERVICE_PIDS+=("$(head -1 "$dir/data/postmaster.pid")")
+}
+
 stop_local_services() {
   [ ${#SERVICE_PIDS[@]} -gt 0 ] || return 0
   if [ "${ALPR_DEMO_KEEP_SERVICES:-0}" = 1 ]; then

@@ -41,6 +41,11 @@ pub struct Config {
     /// Kafka consumer group: instances with the same group share the partitions.
     #[arg(long, env = "ALPR_ARCHIVE_GROUP_ID", default_value = "alpr-archive")]
     pub group_id: String,
+    /// A stable name of this instance in the group (Kafka static membership, e.g. the pod name
+    /// of a StatefulSet). A restarted instance with the same name takes its partitions back at
+    /// once instead of waiting for the group to notice the old one is gone. Empty: dynamic.
+    #[arg(long, env = "ALPR_ARCHIVE_INSTANCE_ID", default_value = "")]
+    pub instance_id: String,
     /// Topic of the plate events.
     #[arg(
         long,

@@ -22,6 +22,9 @@ use crate::store::{self, Item, Origin};
 /// How long a batch waits for more messages once it has one.
 const BATCH_WAIT: Duration = Duration::from_millis(200);
 
+/// How often the consumer lag per partition is measured (one watermark request per partition).
+const LAG_EVERY: Duration = Duration::from_secs(5);
+
 /// Runs until `stop` is set: the consumer thread's body.
 pub fn run(cfg: Config, rt: tokio::runtime::Handle, stop: Arc<AtomicBool>) {
     let retry = cfg.retry_interval;
@@ -70,7 +73,12 @@ pub fn run(cfg: Config, rt: tokio::runtime::Handle, stop: Arc<AtomicBool>) {
         cfg.group_id
     ));
     let mut kafka_error: Option<String> = None;
+    let mut lag_at = Instant::now();
     while !stop.load(Ordering::Relaxed) {
+        if kafka_error.is_none() && lag_at.elapsed() >= LAG_EVERY {
+            report_lag(&consumer);
+            lag_at = Instant::now();
+        }
         let mut batch = Vec::new();
         let mut first: Option<Instant> = None;
         while batch.len() < cfg.batch_size as usize {
@@ -127,13 +135,24 @@ pub fn run(cfg: Config, rt: tokio::runtime::Handle, stop: Arc<AtomicBool>) {
 }
 
 fn make_consumer(cfg: &Config) -> Result<BaseConsumer, rdkafka::error::KafkaError> {
-    ClientConfig::new()
-        .set("bootstrap.servers", &cfg.brokers)
+    let mut c = ClientConfig::new();
+    if !cfg.instance_id.is_empty() {
+        c.set("group.instance.id", &cfg.instance_id);
+    }
+    c.set("bootstrap.servers", &cfg.brokers)
         .set("group.id", &cfg.group_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("client.id", "alpr-archive")
+        // A killed instance's partitions go to the others (or to its restart) after this long
+        // without heartbeats, instead of librdkafka's 45 s.
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "2000")
+        // A rebalance waits at most this long for members to rejoin. The loop polls at least
+        // every 0.5 s, except while a batch waits for the database; a longer outage than this
+        // only means the batch is redelivered after it, and the writes are idempotent.
+        .set("max.poll.interval.ms", "60000")
         .create()
 }
 
@@ -221,6 +240,31 @@ fn decode_batch(
         registry_down = false;
     }
     Some(items)
+}
+
+/// Sets `alpr_archive_consumer_lag` for every partition assigned to this instance: the
+/// partition's high watermark minus the next offset this consumer will read (the low
+/// watermark when it has read nothing there yet). Partitions it no longer owns are dropped.
+fn report_lag(consumer: &BaseConsumer) {
+    let Ok(position) = consumer.position() else {
+        return;
+    };
+    METRICS.lag.reset();
+    for e in position.elements() {
+        let Ok((low, high)) =
+            consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(1))
+        else {
+            continue;
+        };
+        let next = match e.offset() {
+            Offset::Offset(o) => o,
+            _ => low,
+        };
+        METRICS
+            .lag
+            .with_label_values(&[e.topic(), &e.partition().to_string()])
+            .set((high - next).max(0));
+    }
 }
 
 /// Commits, per partition, the offset after the last message of the batch.

@@ -27,6 +27,8 @@ pub struct Metrics {
     pub rows: IntCounterVec,
     pub dead_letters: prometheus::IntCounter,
     pub batch_seconds: Histogram,
+    /// Messages not yet stored, per assigned topic partition.
+    pub lag: IntGaugeVec,
 }
 
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -57,11 +59,21 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Time to write one batch to the database",
     ))
     .expect("valid metric");
+    let lag = IntGaugeVec::new(
+        Opts::new(
+            "alpr_archive_consumer_lag",
+            "Messages in the partition that this instance has not stored yet (high watermark \
+             minus its position), per assigned partition, measured every 5 s",
+        ),
+        &["topic", "partition"],
+    )
+    .expect("valid metric");
     for c in [
         Box::new(up.clone()) as Box<dyn prometheus::core::Collector>,
         Box::new(rows.clone()),
         Box::new(dead_letters.clone()),
         Box::new(batch_seconds.clone()),
+        Box::new(lag.clone()),
     ] {
         registry.register(c).expect("unique metric");
     }
@@ -74,6 +86,7 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         rows,
         dead_letters,
         batch_seconds,
+        lag,
     }
 });
 

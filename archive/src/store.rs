@@ -232,6 +232,8 @@ fn rows(items: &[Item]) -> (Vec<Json>, Vec<Json>, Vec<DeadRow>) {
                         row["plate_text"] = record.get("plate_text").cloned().unwrap_or(Json::Null);
                         vehicles.entry(id).or_insert(row);
                     }
+                    // Watchlist alerts are not archived (decode.rs never yields this stream).
+                    Stream::Alerts => {}
                 }
             }
             Item::Dead {

@@ -3,6 +3,8 @@
 //! test Schema Registry, each its own server on 127.0.0.1, events produced with the plugin's
 //! Avro encoding in the Confluent wire format.
 
+#[path = "common/cdp.rs"]
+mod cdp;
 #[path = "common/http.rs"]
 mod http;
 #[path = "../../plugins/alpr/tests/common/kafka.rs"]
@@ -511,4 +513,289 @@ fn login_on_public_addresses() {
     let log = archive.log_text();
     assert!(log.contains("postgres:*****@"), "{log}");
     assert!(!log.contains(":pw@"), "{log}");
+}
+
+/// PostgreSQL, tansu with both topics, the registry with the plate schema, and the archive's
+/// arguments for them.
+struct Stack {
+    pg: pg::Postgres,
+    tansu: Tansu,
+    registry: Registry,
+    plate_id: u32,
+    args: Vec<String>,
+}
+
+impl Stack {
+    fn start(dir: &Path) -> Stack {
+        let pg = pg::Postgres::start(free_port());
+        let tansu = Tansu::start(&dir.join("tansu"), free_port());
+        tansu.create_topic(PLATES);
+        tansu.create_topic(VEHICLES);
+        let registry = Registry::start_on(free_port());
+        let client = RegistryClient::new(&registry.url(), Duration::from_secs(5)).unwrap();
+        let plate_id = client
+            .register(
+                &format!("{PLATES}-value"),
+                &Stream::Plates.registered_schema(),
+            )
+            .unwrap();
+        let args = [
+            "--brokers",
+            &tansu.brokers(),
+            "--schema-registry",
+            &registry.url(),
+            "--database-url",
+            &pg.url(),
+            "--retry-interval",
+            "1s",
+        ]
+        .map(String::from)
+        .to_vec();
+        Stack {
+            pg,
+            tansu,
+            registry,
+            plate_id,
+            args,
+        }
+    }
+}
+
+/// The page in a real browser (headless Chromium): a plate typed with one OCR confusion
+/// finds the car, first, with its crop image loaded from the archive.
+#[test]
+fn search_page_in_a_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = Stack::start(dir.path());
+    let api = free_port();
+    let crops = dir.path().join("crops");
+    let mut args = st.args.clone();
+    args.extend(
+        [
+            "--listen",
+            &format!("127.0.0.1:{api}"),
+            "--metrics-address",
+            "",
+            "--crops-dir",
+            crops.to_str().unwrap(),
+        ]
+        .map(String::from),
+    );
+    let archive = Archive::start(dir.path(), "page", &args);
+    let events = [
+        with_plate(1, "gate-1", "RK300AG"),
+        with_plate(2, "gate-1", "AB123CD"),
+        with_plate(3, "gate-2", "RK800XY"),
+    ];
+    // A real JPEG crop (a 48x16 grey gradient) for each event.
+    for e in &events {
+        let path = crops.join(&e.image_key);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let pixels: Vec<u8> = (0..48u32 * 16).map(|i| (i % 48 * 5) as u8).collect();
+        jpeg_encoder::Encoder::new_file(&path, 85)
+            .unwrap()
+            .encode(&pixels, 48, 16, jpeg_encoder::ColorType::Luma)
+            .unwrap();
+    }
+    let msgs: Vec<(&str, Vec<u8>)> = events
+        .iter()
+        .map(|e| (PLATES, frame(st.plate_id, &encode_plate(e).unwrap())))
+        .collect();
+    produce(&st.tansu.brokers(), &msgs);
+    let rt = rt();
+    wait_count(
+        &rt,
+        &st.pg.url(),
+        "SELECT count(*) FROM plate_events",
+        3,
+        &archive,
+    );
+
+    // The Grafana dashboard's SQL (deploy/grafana/dashboards/archive.json) runs on this schema
+    // and finds the events (its time macro expanded as Grafana would, to a wide range).
+    let dash: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/grafana/dashboards/archive.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    for panel in dash["panels"].as_array().unwrap() {
+        for t in panel["targets"].as_array().unwrap() {
+            let sql = t["rawSql"].as_str().unwrap().replace(
+                "$__timeFilter(first_seen)",
+                "first_seen BETWEEN '2000-01-01' AND now()",
+            );
+            let rows = rt.block_on(async {
+                let (c, conn) = tokio_postgres::connect(&st.pg.url(), tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+                tokio::spawn(conn);
+                c.query(&sql, &[]).await
+            });
+            let rows = rows.unwrap_or_else(|e| panic!("{}: {sql}: {e}", panel["title"]));
+            assert!(!rows.is_empty(), "{}: no rows from {sql}", panel["title"]);
+        }
+    }
+
+    let mut b = cdp::Browser::start();
+    b.navigate(&format!("http://127.0.0.1:{api}/"));
+    // The page lists the newest events on its own first.
+    b.wait_for(
+        "document.querySelectorAll('#rows tr').length === 3",
+        Duration::from_secs(30),
+    );
+    b.eval("document.getElementById('plate').focus()");
+    b.type_text("RK3O0AG");
+    b.press_enter();
+    b.wait_for(
+        "(() => { const tr = document.querySelector('#rows tr');          return !!tr && tr.querySelector('.plate').textContent === 'RK300AG'          && document.getElementById('status').textContent.endsWith('events'); })()",
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        b.eval("document.getElementById('plate').value"),
+        "RK3O0AG",
+        "the text was not typed into the search box"
+    );
+    // The crop of the first row is decoded by the browser: it came from the archive.
+    b.wait_for(
+        "(() => { const img = document.querySelector('#rows tr img');          return !!img && img.complete && img.naturalWidth === 48 && img.naturalHeight === 16; })()",
+        Duration::from_secs(30),
+    );
+    let src = b.eval("document.querySelector('#rows tr img').src");
+    assert!(
+        src.as_str()
+            .is_some_and(|s| s.ends_with(&format!("/images/{}", events[0].image_key))),
+        "{src}"
+    );
+}
+
+/// Outage drills, mid-stream: the archive SIGKILLed and restarted, then PostgreSQL stopped and
+/// restarted, while events keep arriving. Every event ends in the table exactly once with the
+/// field values it was produced with, and the consumer lag goes back to 0.
+#[test]
+fn archive_survives_kill_and_database_restart() {
+    const N: u64 = 600;
+    let dir = tempfile::tempdir().unwrap();
+    let m_port = free_port();
+    let Stack {
+        pg,
+        tansu,
+        registry: _registry,
+        plate_id,
+        mut args,
+    } = Stack::start(dir.path());
+    let pg_url = pg.url();
+    args.extend(
+        [
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-address",
+            &format!("127.0.0.1:{m_port}"),
+            "--instance-id",
+            "archive-0",
+        ]
+        .map(String::from),
+    );
+    let events: Vec<PlateEvent> = (1..=N)
+        .map(|i| {
+            let mut e = with_plate(i, &format!("gate-{}", i % 3), &format!("KL{i:04}X"));
+            e.revision = 0;
+            e
+        })
+        .collect();
+    let msgs: Vec<(&str, Vec<u8>)> = events
+        .iter()
+        .map(|e| (PLATES, frame(plate_id, &encode_plate(e).unwrap())))
+        .collect();
+    // Events keep arriving in small batches for the whole drill.
+    let brokers = tansu.brokers();
+    let producer = std::thread::spawn(move || {
+        for chunk in msgs.chunks(20) {
+            produce(&brokers, chunk);
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    });
+    let rt = rt();
+    let stored = "SELECT count(*) FROM plate_events";
+    let wait_more = |n: i64, archive: &Archive| {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while count(&rt, &pg_url, stored) < n {
+            std::thread::sleep(Duration::from_millis(50));
+            assert!(Instant::now() < deadline, "{}", archive.log_text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+
+    // SIGKILL in the middle of the stream, then a restart of the same group and instance name
+    // (static membership: tansu 0.6 never expires a dead dynamic member, so without a name the
+    // restarted instance would wait forever there; Kafka expires it after the session timeout).
+    let archive = Archive::start(dir.path(), "first", &args);
+    wait_more(60, &archive);
+    drop(archive); // Child::kill = SIGKILL
+    std::thread::sleep(Duration::from_secs(1));
+    let archive = Archive::start(dir.path(), "second", &args);
+    let before = count(&rt, &pg_url, stored);
+    wait_more(before + 60, &archive);
+
+    // The database goes away while events keep coming, and comes back.
+    pg.stop();
+    std::thread::sleep(Duration::from_secs(3));
+    pg.restart();
+    producer.join().unwrap();
+    wait_count(&rt, &pg_url, stored, N as i64, &archive);
+    let log = archive.log_text();
+    assert!(
+        log.contains("database: failed, will retry in 1s"),
+        "the outage was not seen:\n{log}"
+    );
+
+    // Exactly once, with the values produced.
+    let rows = rt.block_on(async {
+        let (c, conn) = tokio_postgres::connect(&pg_url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        c.query(
+            "SELECT event_id, plate_text, camera_id, first_seen_ms FROM plate_events",
+            &[],
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            (
+                r.get::<_, String>(0),
+                (
+                    r.get::<_, String>(1),
+                    r.get::<_, String>(2),
+                    r.get::<_, i64>(3),
+                ),
+            )
+        })
+        .collect::<std::collections::HashMap<_, _>>()
+    });
+    assert_eq!(rows.len(), N as usize);
+    for e in &events {
+        assert_eq!(
+            rows.get(&e.event_id),
+            Some(&(e.plate_text.clone(), e.camera_id.clone(), e.first_seen_ms)),
+            "{}",
+            e.plate_text
+        );
+    }
+    assert_eq!(count(&rt, &pg_url, "SELECT count(*) FROM dead_letters"), 0);
+
+    // Caught up: the lag gauge of the partition reads 0 within its measuring period.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = String::from_utf8(get(m_port, "/metrics", &[]).body).unwrap();
+        if m.contains(&format!(
+            "alpr_archive_consumer_lag{{partition=\"0\",topic=\"{PLATES}\"}} 0"
+        )) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "lag never 0:\n{m}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
