@@ -14,6 +14,7 @@ pub mod alprdetect;
 pub mod alprocr;
 pub mod alprsrc;
 pub mod alprtrack;
+pub mod alprwatch;
 pub mod event;
 pub mod kafkasink;
 pub mod link;
@@ -22,6 +23,7 @@ pub mod metrics;
 pub mod models;
 pub mod runtime;
 pub mod s3sink;
+pub mod sink;
 pub mod store;
 pub mod video;
 
@@ -38,6 +40,13 @@ static RUNTIME: LazyLock<Result<tokio::runtime::Runtime, String>> = LazyLock::ne
         .map_err(|e| format!("cannot start the tokio runtime: {e}"))
 });
 
+/// The plugin's one lock-poisoning policy: a panic on another thread (a bug, already reported
+/// by the element trampolines) must not take a streaming or worker thread down with it; the
+/// data behind these locks is consistent between statements, so the guard is taken as it is.
+pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The plugin's tokio runtime ([`RUNTIME`]), or why it could not be built.
 pub(crate) fn tokio_runtime() -> Result<&'static tokio::runtime::Runtime, String> {
     RUNTIME.as_ref().map_err(Clone::clone)
@@ -49,6 +58,7 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     alprdetect::register(plugin)?;
     alprtrack::register(plugin)?;
     alprocr::register(plugin)?;
+    alprwatch::register(plugin)?;
     alprcsvsink::register(plugin)?;
     kafkasink::register(plugin)?;
     s3sink::register(plugin)?;

@@ -59,6 +59,7 @@ pub const SERIES: &[&str] = &[
     "alpr_detections_total",
     "alpr_reads_total",
     "alpr_events_total",
+    "alpr_alerts_total",
     "alpr_processing_seconds",
     "alpr_sink_connected",
     "alpr_sink_connection_attempts_total",
@@ -81,6 +82,8 @@ pub struct Metrics {
     pub reads: IntCounterVec,
     /// Plate events emitted, by element and camera.
     pub events: IntCounterVec,
+    /// Watchlist alerts raised (status `new`), by list and camera (alprwatch).
+    pub alerts: IntCounterVec,
     /// Processing time per frame, by element.
     pub processing: HistogramVec,
     /// 1 while a sink is connected to its service, by sink.
@@ -160,6 +163,12 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "alpr_events_total",
             "Plate events emitted",
             &["element", "camera"],
+        ),
+        alerts: counter(
+            &r,
+            "alpr_alerts_total",
+            "Watchlist alerts raised (new alerts; updates and retractions not counted)",
+            &["list", "camera"],
         ),
         processing: histogram(
             &r,
@@ -483,6 +492,7 @@ mod tests {
         m.sink_dropped.with_label_values(&["s"]).inc();
         m.sink_latency.with_label_values(&["s"]).observe(0.2);
         m.plate_to_delivery.with_label_values(&["s"]).observe(1.2);
+        m.alerts.with_label_values(&["l", "c"]).inc();
         let text = render();
         for s in SERIES {
             assert!(text.contains(&format!("# TYPE {s} ")), "{s} missing");

@@ -874,6 +874,7 @@ fn grafana_provisioning_and_dashboard() {
         "alpr_plate_to_delivery_seconds_bucket",
         "alpr_sink_queue_oldest_age_seconds",
         "alpr_sink_connection_attempts_total",
+        "alpr_alerts_total",
     ] {
         assert!(text.contains(m), "the dashboard has no panel on {m}");
     }
@@ -1101,4 +1102,48 @@ exec "${CMD[@]}"
     let props =
         snapshot_properties(&std::fs::read_to_string(snapshots.join("alprdetect.txt")).unwrap());
     assert!(props.contains("interval") && props.contains("threads") && !props.contains("flags"));
+}
+
+/// The archive's dashboard queries the database through the provisioned PostgreSQL data
+/// source, which points at the compose database service. (Its SQL runs against a real
+/// PostgreSQL in archive/tests/archive.rs.)
+#[test]
+fn archive_dashboard_and_database_source() {
+    let compose = read_yaml("docker-compose.yml");
+    let ds = read_yaml("deploy/grafana/provisioning/datasources/archive.yml");
+    let source = ds["datasources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|d| d["uid"] == "archive-db")
+        .expect("a data source with uid archive-db");
+    assert_eq!(source["type"], "grafana-postgresql-datasource");
+    let host = source["url"].as_str().and_then(service_host).unwrap();
+    assert!(
+        compose["services"].get(host).is_some(),
+        "data source url {}: no compose service {host}",
+        source["url"]
+    );
+    let dash: Value = serde_json::from_str(&read("deploy/grafana/dashboards/archive.json"))
+        .expect("archive.json is valid JSON");
+    let panels = dash["panels"].as_array().expect("panels");
+    assert!(!panels.is_empty());
+    for p in panels {
+        assert_eq!(p["datasource"]["uid"], "archive-db", "{}", p["title"]);
+        for t in p["targets"].as_array().expect("targets") {
+            assert!(
+                t["rawSql"]
+                    .as_str()
+                    .is_some_and(|s| s.contains("plate_events")),
+                "{}",
+                p["title"]
+            );
+        }
+    }
+    assert!(
+        compose["services"]["archive"]["entrypoint"]
+            .to_string()
+            .contains("alpr-archive"),
+        "the compose archive service runs alpr-archive"
+    );
 }

@@ -98,6 +98,11 @@ fn alprocr_inspect_snapshot() {
 }
 
 #[test]
+fn alprwatch_inspect_snapshot() {
+    check("alprwatch");
+}
+
+#[test]
 fn alprcsvsink_inspect_snapshot() {
     check("alprcsvsink");
 }

@@ -10,15 +10,32 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use crate::event::PlateEvent;
+use crate::meta::Alert;
 
 pub const HEADER: &str = "event_id,camera_id,track_id,revision,plate_text,plate_confidence,reads,\
 region,vehicle_class,vehicle_confidence,first_seen_ms,last_seen_ms,frame_number,plate_x,plate_y,\
 plate_w,plate_h,quality,image_key,source";
 
+/// Header of the alerts file (`alerts-location`): one row per alprwatch alert.
+pub const ALERT_HEADER: &str = "alerted_ms,status,list,kind,entry,label,distance,plate_text,\
+event_id,camera_id,track_id,revision,first_seen_ms";
+
 pub struct CsvLog {
     file: File,
     pub path: PathBuf,
     sync: bool,
+    header: &'static str,
+    /// Bytes of whole rows in the file: where a failed append is cut back to.
+    len: u64,
+}
+
+/// An append that failed after `written` rows.
+#[derive(Debug)]
+pub struct AppendError {
+    pub written: usize,
+    /// The disk is full (the rows not written are lost to it, the file is whole rows).
+    pub disk_full: bool,
+    pub message: String,
 }
 
 /// What opening found.
@@ -67,10 +84,41 @@ pub fn row(e: &PlateEvent) -> String {
     line
 }
 
+/// One CSV row (with its newline) for an alert.
+pub fn alert_row(a: &Alert) -> String {
+    let cols = [
+        a.alerted_ms.to_string(),
+        a.status.as_str().to_string(),
+        field(&a.list),
+        field(&a.kind),
+        field(&a.entry),
+        field(&a.label),
+        format!("{:.2}", a.distance),
+        field(&a.plate_text),
+        field(&a.event_id),
+        field(&a.camera_id),
+        a.track_id.to_string(),
+        a.revision.to_string(),
+        a.first_seen_ms.to_string(),
+    ];
+    let mut line = cols.join(",");
+    line.push('\n');
+    line
+}
+
 impl CsvLog {
     /// Opens (creating it and its folder if needed) for appending; repairs a torn last line and
     /// checks the header of an existing file.
     pub fn open(path: &Path, sync: bool) -> Result<(CsvLog, OpenReport), String> {
+        Self::open_with_header(path, sync, HEADER)
+    }
+
+    /// Like [`CsvLog::open`], for a file with another header (the alerts file).
+    pub fn open_with_header(
+        path: &Path,
+        sync: bool,
+        header: &'static str,
+    ) -> Result<(CsvLog, OpenReport), String> {
         let ctx = |e: std::io::Error| format!("CSV file {}: {e}", path.display());
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
@@ -98,12 +146,14 @@ impl CsvLog {
                 content.truncate(keep);
             }
         }
+        let mut len = content.len() as u64;
         if content.is_empty() {
-            file.write_all(format!("{HEADER}\n").as_bytes())
-                .map_err(ctx)?;
+            let header = format!("{header}\n");
+            file.write_all(header.as_bytes()).map_err(ctx)?;
+            len = header.len() as u64;
         } else {
             let first = content.split(|&b| b == b'\n').next().unwrap_or_default();
-            if first != HEADER.as_bytes() {
+            if first != header.as_bytes() {
                 return Err(format!(
                     "CSV file {} exists with a different header ({:?}); move it away or choose \
                      another `location`",
@@ -118,24 +168,48 @@ impl CsvLog {
                 file,
                 path: path.to_path_buf(),
                 sync,
+                header,
+                len,
             },
             report,
         ))
     }
 
-    /// Appends rows for `events` (one write per row).
-    pub fn append(&mut self, events: &[PlateEvent]) -> Result<(), String> {
-        for e in events {
-            self.file
-                .write_all(row(e).as_bytes())
-                .map_err(|err| format!("CSV file {}: {err}", self.path.display()))?;
+    /// Appends rows for `events` (one write per row). A row whose write fails (a full disk)
+    /// is cut off again, so the file holds whole rows only.
+    pub fn append(&mut self, events: &[PlateEvent]) -> Result<(), AppendError> {
+        debug_assert_eq!(self.header, HEADER);
+        self.append_rows(events.iter().map(row).collect())
+    }
+
+    /// Appends rows for `alerts` (a file opened with [`ALERT_HEADER`]), like [`CsvLog::append`].
+    pub fn append_alerts(&mut self, alerts: &[Alert]) -> Result<(), AppendError> {
+        debug_assert_eq!(self.header, ALERT_HEADER);
+        self.append_rows(alerts.iter().map(alert_row).collect())
+    }
+
+    fn append_rows(&mut self, rows: Vec<String>) -> Result<(), AppendError> {
+        for (i, line) in rows.iter().enumerate() {
+            if let Err(err) = self.file.write_all(line.as_bytes()) {
+                let _ = self.file.set_len(self.len);
+                return Err(self.error(i, err));
+            }
+            self.len += line.len() as u64;
         }
-        if self.sync && !events.is_empty() {
+        if self.sync && !rows.is_empty() {
             self.file
                 .sync_data()
-                .map_err(|err| format!("CSV file {}: {err}", self.path.display()))?;
+                .map_err(|err| self.error(rows.len(), err))?;
         }
         Ok(())
+    }
+
+    fn error(&self, written: usize, err: std::io::Error) -> AppendError {
+        AppendError {
+            written,
+            disk_full: crate::sink::disk::io_full(&err),
+            message: format!("CSV file {}: {err}", self.path.display()),
+        }
     }
 }
 
@@ -182,6 +256,40 @@ mod tests {
             lines[1]
         );
         assert!(lines[3].contains("GH789") && lines[3].ends_with("\"h\"\"ost\""));
+    }
+
+    #[test]
+    fn alerts_have_their_own_file_and_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alerts.csv");
+        let (mut log, _) = CsvLog::open_with_header(&path, false, ALERT_HEADER).unwrap();
+        let a = Alert {
+            list: "hot".into(),
+            kind: "deny".into(),
+            entry: "RK3O0AG".into(),
+            label: "stolen, red".into(),
+            distance: 0.3,
+            plate_text: "RK300AG".into(),
+            event_id: "e1".into(),
+            camera_id: "cam".into(),
+            track_id: 4,
+            revision: 1,
+            first_seen_ms: 10,
+            alerted_ms: 20,
+            ..Default::default()
+        };
+        log.append_alerts(&[a]).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text,
+            format!(
+                "{ALERT_HEADER}\n20,new,hot,deny,RK3O0AG,\"stolen, red\",0.30,RK300AG,e1,cam,4,1,10\n"
+            )
+        );
+        // An events file is not an alerts file.
+        let events = dir.path().join("events.csv");
+        CsvLog::open(&events, false).unwrap();
+        assert!(CsvLog::open_with_header(&events, false, ALERT_HEADER).is_err());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! `alprcsvsink`: appends every plate event of the `alpr-events` meta to a local CSV file.
+//! `alprcsvsink`: appends every plate event of the `alpr-events` meta to a local CSV file, and
+//! (property `alerts-location`) every watchlist alert of the `alpr-alerts` meta to another.
 
 use gst::glib;
 use gst::prelude::*;

@@ -20,15 +20,18 @@ pub const VEHICLE_SCHEMA: &str = include_str!("../../schemas/vehicle_track_event
 pub enum Stream {
     Plates = 0,
     Vehicles = 1,
+    /// alprwatch's watchlist alerts (see `super::alerts`).
+    Alerts = 2,
 }
 
 impl Stream {
-    pub const ALL: [Stream; 2] = [Stream::Plates, Stream::Vehicles];
+    pub const ALL: [Stream; 3] = [Stream::Plates, Stream::Vehicles, Stream::Alerts];
 
     pub fn from_i64(v: i64) -> Option<Stream> {
         match v {
             0 => Some(Stream::Plates),
             1 => Some(Stream::Vehicles),
+            2 => Some(Stream::Alerts),
             _ => None,
         }
     }
@@ -37,6 +40,7 @@ impl Stream {
         match self {
             Stream::Plates => PLATE_SCHEMA,
             Stream::Vehicles => VEHICLE_SCHEMA,
+            Stream::Alerts => super::alerts::ALERT_SCHEMA,
         }
     }
 
@@ -51,6 +55,7 @@ impl Stream {
         match self {
             Stream::Plates => &PLATE,
             Stream::Vehicles => &VEHICLE,
+            Stream::Alerts => super::alerts::schema(),
         }
     }
 
@@ -67,6 +72,7 @@ impl Stream {
         match self {
             Stream::Plates => "plates",
             Stream::Vehicles => "vehicles",
+            Stream::Alerts => "alerts",
         }
     }
 
@@ -75,6 +81,7 @@ impl Stream {
         match self {
             Stream::Plates => "application/vnd.gstalpr.plate-event.v1+avro",
             Stream::Vehicles => "application/vnd.gstalpr.vehicle-track-event.v1+avro",
+            Stream::Alerts => "application/vnd.gstalpr.watchlist-alert.v1+avro",
         }
     }
 }
@@ -194,6 +201,7 @@ fn writer(stream: Stream) -> &'static GenericDatumWriter<'static> {
     match stream {
         Stream::Plates => &PLATE,
         Stream::Vehicles => &VEHICLE,
+        Stream::Alerts => super::alerts::writer(),
     }
 }
 

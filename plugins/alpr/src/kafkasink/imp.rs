@@ -1,9 +1,8 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
 
 use gst::glib;
 use gst::prelude::*;
@@ -13,10 +12,11 @@ use gst_base::subclass::prelude::*;
 
 use super::avro::{self, Stream};
 use super::outbox::{NewRecord, Outbox};
-use super::worker::{self, Notice, Observer, Shared, Worker};
-use super::{OutboxOverflow, is_secret_setting, validate_brokers};
+use super::worker::{self, Shared, Worker};
+use super::{is_secret_setting, validate_brokers};
 use crate::event;
 use crate::link::{Link, LinkStatus};
+use crate::sink::{DEFAULT_MIN_FREE_SPACE, DurableSink, Overflow, SinkCore, lock, set_logged};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -40,11 +40,13 @@ struct Settings {
     schema_registry: Option<String>,
     plates_topic: String,
     vehicles_topic: String,
+    alerts_topic: String,
     kafka_config: Option<gst::Structure>,
     outbox_location: Option<String>,
     outbox_max_events: u64,
-    outbox_overflow: OutboxOverflow,
+    outbox_overflow: Overflow,
     outbox_fsync: bool,
+    min_free_space: u64,
     retry_interval: u32,
 }
 
@@ -55,11 +57,13 @@ impl Default for Settings {
             schema_registry: None,
             plates_topic: DEFAULT_PLATES_TOPIC.into(),
             vehicles_topic: DEFAULT_VEHICLES_TOPIC.into(),
+            alerts_topic: super::alerts::DEFAULT_ALERTS_TOPIC.into(),
             kafka_config: None,
             outbox_location: None,
             outbox_max_events: DEFAULT_OUTBOX_MAX_EVENTS,
-            outbox_overflow: OutboxOverflow::default(),
+            outbox_overflow: Overflow::default(),
             outbox_fsync: DEFAULT_OUTBOX_FSYNC,
+            min_free_space: DEFAULT_MIN_FREE_SPACE,
             retry_interval: DEFAULT_RETRY_INTERVAL,
         }
     }
@@ -107,99 +111,13 @@ impl Settings {
     }
 }
 
-struct State {
-    shared: Arc<Shared>,
-    worker: Option<std::thread::JoinHandle<()>>,
-    outbox_path: PathBuf,
-}
-
 #[derive(Default)]
 pub struct KafkaSink {
     settings: Mutex<Settings>,
-    state: Mutex<Option<State>>,
-    /// Set by unlock(): EOS drain stops waiting.
-    unlocked: AtomicBool,
-    /// The outbox is past its bound (one warning per overflow episode).
-    overflowing: AtomicBool,
-    /// The reason of the last warning posted for a failed link (one warning per new reason).
-    reporter: crate::link::TransitionReporter,
-    last_stats_notify: Mutex<Option<Instant>>,
+    core: SinkCore<Outbox>,
 }
 
 impl KafkaSink {
-    fn shared(&self) -> Option<Arc<Shared>> {
-        self.state
-            .lock()
-            .unwrap()
-            .as_ref()
-            .map(|s| s.shared.clone())
-    }
-
-    fn status(&self) -> LinkStatus {
-        match self.shared() {
-            Some(sh) => sh.link().status(),
-            None if self.settings.lock().unwrap().brokers.is_some() => LinkStatus::Disconnected,
-            None => LinkStatus::Local,
-        }
-    }
-
-    fn stats(&self) -> gst::Structure {
-        match self.shared() {
-            Some(sh) => {
-                let mut st = sh.link().stats().clone();
-                st.queued = sh.outbox().len();
-                st.to_structure("kafkasink-stats")
-            }
-            None => crate::link::LinkStats::default().to_structure("kafkasink-stats"),
-        }
-    }
-
-    fn notify_stats(&self, force: bool) {
-        let stats = self
-            .state
-            .lock()
-            .unwrap()
-            .as_ref()
-            .map(|st| st.shared.link().stats().clone());
-        if let Some(stats) = stats {
-            crate::metrics::link_stats(&self.obj().name(), &stats);
-        }
-        let now = Instant::now();
-        {
-            let mut last = self.last_stats_notify.lock().unwrap();
-            if !force && last.is_some_and(|t| now.duration_since(t) < Duration::from_millis(100)) {
-                return;
-            }
-            *last = Some(now);
-        }
-        self.obj().notify("stats");
-    }
-
-    fn on_notice(&self, n: Notice) {
-        match n {
-            Notice::Transition(t, stats) => {
-                self.reporter.report(
-                    self.obj().upcast_ref(),
-                    *CAT,
-                    SERVICE,
-                    &t,
-                    &stats,
-                    "events stay in the outbox and are sent when the link is back",
-                );
-                self.obj().notify("status");
-                self.notify_stats(true);
-            }
-            Notice::Stats => self.notify_stats(false),
-            Notice::Log(level, msg) => match level {
-                gst::DebugLevel::Error | gst::DebugLevel::Warning => {
-                    gst::warning!(CAT, imp = self, "{msg}")
-                }
-                gst::DebugLevel::Info => gst::info!(CAT, imp = self, "{msg}"),
-                _ => gst::debug!(CAT, imp = self, "{msg}"),
-            },
-        }
-    }
-
     fn outbox_dir(&self, settings: &Settings) -> PathBuf {
         match &settings.outbox_location {
             Some(p) => PathBuf::from(p),
@@ -209,9 +127,13 @@ impl KafkaSink {
                 .join(self.obj().name().as_str()),
         }
     }
+}
+
+impl DurableSink for KafkaSink {
+    crate::sink::durable_sink_glue!(Outbox, CAT);
 
     /// The events of a buffer, encoded for the outbox.
-    fn records(&self, buffer: &gst::BufferRef) -> Result<Vec<NewRecord>, String> {
+    fn items(&self, buffer: &gst::BufferRef) -> Result<Vec<NewRecord>, String> {
         let plates = event::read(buffer).map_err(|e| e.to_string())?;
         let vehicles = event::read_vehicles(buffer).map_err(|e| e.to_string())?;
         let mut v = Vec::with_capacity(plates.len() + vehicles.len());
@@ -238,6 +160,7 @@ impl KafkaSink {
                 body,
             });
         }
+        v.extend(super::alerts::records(buffer)?);
         Ok(v)
     }
 }
@@ -250,6 +173,12 @@ impl ObjectSubclass for KafkaSink {
 }
 
 impl ObjectImpl for KafkaSink {
+    fn constructed(&self) {
+        self.parent_constructed();
+        // Events are not timed media: never wait for the clock.
+        self.obj().set_sync(false);
+    }
+
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
             vec![
@@ -285,6 +214,15 @@ impl ObjectImpl for KafkaSink {
                     .default_value(Some(DEFAULT_VEHICLES_TOPIC))
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecString::builder("alerts-topic")
+                    .nick("Alerts topic")
+                    .blurb(
+                        "Topic of alprwatch's watchlist alerts (alpr-alerts meta; schema subject \
+                         <topic>-value); it must exist once alerts are produced",
+                    )
+                    .default_value(Some(super::alerts::DEFAULT_ALERTS_TOPIC))
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("kafka-config")
                     .nick("Kafka configuration")
                     .blurb(
@@ -314,12 +252,13 @@ impl ObjectImpl for KafkaSink {
                     .default_value(DEFAULT_OUTBOX_MAX_EVENTS)
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecEnum::builder_with_default(
-                    "outbox-overflow",
-                    OutboxOverflow::default(),
-                )
+                glib::ParamSpecEnum::builder_with_default("outbox-overflow", Overflow::default())
                 .nick("Outbox overflow policy")
-                .blurb("What to give up when the outbox is full")
+                .blurb(
+                    "What to give up when the outbox is full or the disk is low \
+                     (min-free-space): drop-oldest deletes the oldest stored events, \
+                     drop-newest refuses new ones",
+                )
                 .mutable_ready()
                 .build(),
                 glib::ParamSpecBoolean::builder("outbox-fsync")
@@ -331,6 +270,7 @@ impl ObjectImpl for KafkaSink {
                     .default_value(DEFAULT_OUTBOX_FSYNC)
                     .mutable_ready()
                     .build(),
+                crate::sink::min_free_space_pspec("the outbox", crate::sink::OVERFLOW_APPLIES),
                 glib::ParamSpecUInt::builder("retry-interval")
                     .nick("Retry interval")
                     .blurb(
@@ -361,8 +301,10 @@ impl ObjectImpl for KafkaSink {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
-        let mut s = self.settings.lock().unwrap();
+        let mut s = lock(&self.settings);
         let name = pspec.name();
+        let obj = self.obj();
+        let el = obj.upcast_ref();
         match name {
             "brokers" | "schema-registry" | "outbox-location" => {
                 let new: Option<String> = value
@@ -394,15 +336,15 @@ impl ObjectImpl for KafkaSink {
                     );
                 }
             }
-            "plates-topic" | "vehicles-topic" => {
+            "plates-topic" | "vehicles-topic" | "alerts-topic" => {
                 let new: String = value
                     .get::<Option<String>>()
                     .expect("type checked upstream")
                     .unwrap_or_default();
-                let slot = if name == "plates-topic" {
-                    &mut s.plates_topic
-                } else {
-                    &mut s.vehicles_topic
+                let slot = match name {
+                    "plates-topic" => &mut s.plates_topic,
+                    "alerts-topic" => &mut s.alerts_topic,
+                    _ => &mut s.vehicles_topic,
                 };
                 gst::info!(CAT, imp = self, "Changing {name} from {slot} to {new}");
                 *slot = new;
@@ -418,118 +360,58 @@ impl ObjectImpl for KafkaSink {
                     .unwrap_or_default();
                 gst::info!(CAT, imp = self, "Changing kafka-config (settings {keys:?})");
             }
-            "outbox-max-events" => {
-                let new = value.get::<u64>().expect("type checked upstream");
-                gst::info!(
-                    CAT,
-                    imp = self,
-                    "Changing {name} from {} to {new}",
-                    s.outbox_max_events
-                );
-                s.outbox_max_events = new;
+            "outbox-max-events" => set_logged(el, *CAT, name, &mut s.outbox_max_events, value),
+            "outbox-overflow" => set_logged(el, *CAT, name, &mut s.outbox_overflow, value),
+            "outbox-fsync" => set_logged(el, *CAT, name, &mut s.outbox_fsync, value),
+            "min-free-space" => {
+                set_logged(el, *CAT, name, &mut s.min_free_space, value);
+                self.core.set_min_free(s.min_free_space);
             }
-            "outbox-overflow" => {
-                let new = value
-                    .get::<OutboxOverflow>()
-                    .expect("type checked upstream");
-                gst::info!(
-                    CAT,
-                    imp = self,
-                    "Changing {name} from {:?} to {new:?}",
-                    s.outbox_overflow
-                );
-                s.outbox_overflow = new;
-            }
-            "outbox-fsync" => {
-                let new = value.get::<bool>().expect("type checked upstream");
-                gst::info!(
-                    CAT,
-                    imp = self,
-                    "Changing {name} from {} to {new}",
-                    s.outbox_fsync
-                );
-                s.outbox_fsync = new;
-            }
-            "retry-interval" => {
-                let new = value.get::<u32>().expect("type checked upstream");
-                gst::info!(
-                    CAT,
-                    imp = self,
-                    "Changing {name} from {}s to {new}s",
-                    s.retry_interval
-                );
-                s.retry_interval = new;
-            }
+            "retry-interval" => set_logged(el, *CAT, name, &mut s.retry_interval, value),
             other => unreachable!("unknown property {other}"),
         }
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
         match pspec.name() {
-            "status" => return self.status().to_value(),
-            "stats" => return self.stats().to_value(),
+            "status" => {
+                let configured = lock(&self.settings).brokers.is_some();
+                return self.core.status(configured).to_value();
+            }
+            "stats" => return self.core.stats().to_structure("kafkasink-stats").to_value(),
             _ => {}
         }
-        let s = self.settings.lock().unwrap();
+        let s = lock(&self.settings);
         match pspec.name() {
             "brokers" => s.brokers.to_value(),
             "schema-registry" => s.registry_redacted().to_value(),
             "plates-topic" => s.plates_topic.to_value(),
             "vehicles-topic" => s.vehicles_topic.to_value(),
+            "alerts-topic" => s.alerts_topic.to_value(),
             "kafka-config" => s.kafka_config_redacted().to_value(),
             "outbox-location" => s.outbox_location.to_value(),
             "outbox-max-events" => s.outbox_max_events.to_value(),
             "outbox-overflow" => s.outbox_overflow.to_value(),
             "outbox-fsync" => s.outbox_fsync.to_value(),
+            "min-free-space" => s.min_free_space.to_value(),
             "retry-interval" => s.retry_interval.to_value(),
             other => unreachable!("unknown property {other}"),
         }
     }
-
-    fn constructed(&self) {
-        self.parent_constructed();
-        // Events are not timed media: never wait for the clock.
-        self.obj().set_sync(false);
-    }
 }
 
-impl GstObjectImpl for KafkaSink {}
-
-impl ElementImpl for KafkaSink {
-    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
-        static META: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
-            gst::subclass::ElementMetadata::new(
-                "ALPR Kafka sink",
-                "Sink/Network",
-                "Delivers plate and vehicle-track events to Kafka (Avro, Schema Registry) \
-                 through a durable local outbox",
-                "gst-alpr developers",
-            )
-        });
-        Some(&*META)
-    }
-
-    fn pad_templates() -> &'static [gst::PadTemplate] {
-        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            // Any buffers: only their alpr-events / alpr-vehicle-events metas are read.
-            vec![
-                gst::PadTemplate::new(
-                    "sink",
-                    gst::PadDirection::Sink,
-                    gst::PadPresence::Always,
-                    &gst::Caps::new_any(),
-                )
-                .unwrap(),
-            ]
-        });
-        TEMPLATES.as_ref()
-    }
-}
+crate::sink::sink_element_impl!(
+    KafkaSink,
+    "ALPR Kafka sink",
+    "Sink/Network",
+    "Delivers plate and vehicle-track events to Kafka (Avro, Schema Registry) \
+     through a durable local outbox"
+);
 
 impl BaseSinkImpl for KafkaSink {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         crate::metrics::start_for(self.obj().upcast_ref(), None);
-        let settings = self.settings.lock().unwrap().clone();
+        let settings = lock(&self.settings).clone();
         if let Some(b) = &settings.brokers {
             validate_brokers(b)
                 .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ["brokers: {e}"]))?;
@@ -546,6 +428,7 @@ impl BaseSinkImpl for KafkaSink {
         for (name, t) in [
             ("plates-topic", &settings.plates_topic),
             ("vehicles-topic", &settings.vehicles_topic),
+            ("alerts-topic", &settings.alerts_topic),
         ] {
             let ok = !t.is_empty()
                 && t.len() <= 249
@@ -577,218 +460,50 @@ impl BaseSinkImpl for KafkaSink {
         let outbox = Outbox::open(
             &dir,
             settings.outbox_max_events,
-            settings.outbox_overflow.into(),
+            settings.outbox_overflow,
             settings.outbox_fsync,
         )
         .map_err(|e| gst::error_msg!(gst::ResourceError::OpenWrite, ["kafkasink outbox: {e}"]))?;
         let outbox_path = outbox.path().to_path_buf();
-        let backlog = outbox.len();
-        let mut link = Link::new(
+        let link = Link::new(
             SERVICE,
             Duration::from_secs(settings.retry_interval.into()),
             settings.brokers.is_some(),
         );
-        link.stats_mut().queued = backlog;
-        let shared = Shared::new(outbox, link);
-        if backlog > 0 {
-            gst::info!(
-                CAT,
-                imp = self,
-                "{backlog} events waiting in the outbox {} from an earlier run: replaying them in order",
-                outbox_path.display()
-            );
-        }
-
-        let worker = match (&settings.brokers, &settings.schema_registry) {
-            (Some(brokers), Some(registry)) => {
-                let cfg = worker::Config {
-                    sink: self.obj().name().to_string(),
-                    brokers: brokers.clone(),
-                    registry: registry.clone(),
-                    topics: HashMap::from([
-                        (Stream::Plates, settings.plates_topic.clone()),
-                        (Stream::Vehicles, settings.vehicles_topic.clone()),
-                    ]),
-                    kafka_config,
-                };
-                let weak = self.obj().downgrade();
-                let observer: Observer = Arc::new(move |n| {
-                    if let Some(obj) = weak.upgrade() {
-                        obj.imp().on_notice(n);
-                    }
-                });
-                let w = Worker::new(cfg, shared.clone(), observer)
-                    .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ["{e}"]))?;
-                gst::info!(
-                    CAT,
-                    imp = self,
-                    "outbox {}, Kafka {brokers}, schema registry {}, retry every {}s",
-                    outbox_path.display(),
-                    settings.registry_redacted().unwrap_or_default(),
-                    settings.retry_interval
-                );
-                Some(
-                    std::thread::Builder::new()
-                        .name("kafkasink".into())
-                        .spawn(move || w.run())
-                        .map_err(|e| {
-                            gst::error_msg!(
-                                gst::CoreError::Failed,
-                                ["cannot start the kafkasink worker thread: {e}"]
-                            )
-                        })?,
-                )
-            }
-            _ => {
-                gst::info!(
-                    CAT,
-                    imp = self,
-                    "no brokers set: local mode, events are kept in the outbox {}",
-                    outbox_path.display()
-                );
-                let series = worker::Series::new(self.obj().name().as_str());
-                let sh = shared.clone();
-                Some(
-                    std::thread::Builder::new()
-                        .name("kafkasink".into())
-                        .spawn(move || worker::run_local(sh, series))
-                        .map_err(|e| {
-                            gst::error_msg!(
-                                gst::CoreError::Failed,
-                                ["cannot start the kafkasink metrics thread: {e}"]
-                            )
-                        })?,
-                )
-            }
-        };
-        self.overflowing.store(false, Ordering::SeqCst);
-        self.reporter.reset();
-        *self.state.lock().unwrap() = Some(State {
-            shared,
-            worker,
-            outbox_path,
-        });
-        self.obj().notify("status");
-        self.notify_stats(true);
-        Ok(())
+        let name = self.obj().name();
+        let shared = Shared::new(outbox, link, crate::sink::observer(self), &name);
+        let uploader: Option<Box<dyn crate::sink::Uploader>> =
+            match (&settings.brokers, &settings.schema_registry) {
+                (Some(brokers), Some(registry)) => {
+                    let cfg = worker::Config {
+                        sink: name.to_string(),
+                        brokers: brokers.clone(),
+                        registry: registry.clone(),
+                        topics: HashMap::from([
+                            (Stream::Plates, settings.plates_topic.clone()),
+                            (Stream::Vehicles, settings.vehicles_topic.clone()),
+                            (Stream::Alerts, settings.alerts_topic.clone()),
+                        ]),
+                        kafka_config,
+                    };
+                    let w = Worker::new(cfg, shared.clone())
+                        .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ["{e}"]))?;
+                    gst::info!(
+                        CAT,
+                        imp = self,
+                        "outbox {}, Kafka {brokers}, schema registry {}, retry every {}s",
+                        outbox_path.display(),
+                        settings.registry_redacted().unwrap_or_default(),
+                        settings.retry_interval
+                    );
+                    Some(Box::new(w))
+                }
+                _ => None,
+            };
+        let bounds = (settings.outbox_overflow, settings.min_free_space);
+        let el = self.obj();
+        (self.core).begin(el.upcast_ref(), *CAT, shared, uploader, bounds)
     }
 
-    fn stop(&self) -> Result<(), gst::ErrorMessage> {
-        let state = self.state.lock().unwrap().take();
-        if let Some(mut st) = state {
-            st.shared.request_stop();
-            if let Some(w) = st.worker.take()
-                && w.join().is_err()
-            {
-                gst::warning!(CAT, imp = self, "the kafkasink worker thread panicked");
-            }
-            let left = st.shared.outbox().len();
-            let delivered = st.shared.link().stats().delivered;
-            gst::info!(
-                CAT,
-                imp = self,
-                "stopped: {delivered} events delivered, {left} kept in {} for the next run",
-                st.outbox_path.display()
-            );
-        }
-        self.obj().notify("status");
-        Ok(())
-    }
-
-    fn render(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let records = match self.records(buffer) {
-            Ok(r) => r,
-            Err(e) => {
-                gst::element_imp_error!(self, gst::StreamError::Format, ("{e}"));
-                return Err(gst::FlowError::Error);
-            }
-        };
-        if records.is_empty() {
-            return Ok(gst::FlowSuccess::Ok);
-        }
-        let shared = self.shared().ok_or(gst::FlowError::Flushing)?;
-        let pushed = {
-            let mut outbox = shared.outbox();
-            let r = outbox.push(&records).map(|o| (o, outbox.len()));
-            if let Ok((o, len)) = &r {
-                let mut link = shared.link();
-                link.stats_mut().queued = *len;
-                link.stats_mut().dropped += o.dropped;
-            }
-            r
-        };
-        let (outcome, len) = match pushed {
-            Ok(v) => v,
-            Err(e) => {
-                gst::element_imp_error!(
-                    self,
-                    gst::ResourceError::Write,
-                    ("cannot store {} events in the outbox: {e}", records.len())
-                );
-                return Err(gst::FlowError::Error);
-            }
-        };
-        shared.wake();
-        gst::trace!(
-            CAT,
-            imp = self,
-            "stored {} events, {len} queued",
-            outcome.stored
-        );
-        if outcome.dropped > 0 {
-            if !self.overflowing.swap(true, Ordering::SeqCst) {
-                let policy = self.settings.lock().unwrap().outbox_overflow;
-                let what = match policy {
-                    OutboxOverflow::DropOldest => "the oldest stored events are deleted",
-                    OutboxOverflow::DropNewest => "new events are refused",
-                };
-                gst::element_imp_warning!(
-                    self,
-                    gst::ResourceError::NoSpaceLeft,
-                    ("outbox full ({len} events): {what} (outbox-overflow); the stats' dropped field counts them"),
-                    [
-                        "outbox-max-events bounds the outbox; Kafka is {}",
-                        shared.link().status().nick()
-                    ]
-                );
-            }
-            gst::warning!(
-                CAT,
-                imp = self,
-                "outbox full: {} events dropped by the overflow policy",
-                outcome.dropped
-            );
-        } else if len < self.settings.lock().unwrap().outbox_max_events {
-            self.overflowing.store(false, Ordering::SeqCst);
-        }
-        self.notify_stats(false);
-        Ok(gst::FlowSuccess::Ok)
-    }
-
-    fn event(&self, event: gst::Event) -> bool {
-        if let gst::EventView::Eos(_) = event.view()
-            && let Some(shared) = self.shared()
-        {
-            // Drain: wait while the link is up (or about to try) and events are waiting. A down
-            // link does not hold EOS: the outbox keeps the events for the next run.
-            shared.hold_eos(&self.unlocked);
-            gst::debug!(
-                CAT,
-                imp = self,
-                "EOS: {} events left in the outbox",
-                shared.outbox().len()
-            );
-        }
-        self.parent_event(event)
-    }
-
-    fn unlock(&self) -> Result<(), gst::ErrorMessage> {
-        self.unlocked.store(true, Ordering::SeqCst);
-        Ok(())
-    }
-
-    fn unlock_stop(&self) -> Result<(), gst::ErrorMessage> {
-        self.unlocked.store(false, Ordering::SeqCst);
-        Ok(())
-    }
+    crate::sink::durable_base_sink_methods!();
 }

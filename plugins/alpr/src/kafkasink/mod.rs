@@ -1,50 +1,27 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! `kafkasink`: delivers plate and vehicle-track events to Kafka (Avro, Confluent wire format)
+//! `kafkasink`: delivers plate and vehicle-track events and watchlist alerts to Kafka (Avro, Confluent wire format)
 //! through a durable local outbox, so that neither a broker outage nor a killed process loses an
 //! accepted event.
 
 use gst::glib;
 use gst::prelude::*;
 
+pub mod alerts;
 pub mod avro;
 mod imp;
 pub mod outbox;
 pub mod registry;
 mod worker;
 
-/// What the outbox does when full (property `outbox-overflow`).
-#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
-#[repr(u32)]
-#[enum_type(name = "GstAlprOutboxOverflow")]
-pub enum OutboxOverflow {
-    #[default]
-    #[enum_value(
-        name = "Delete the oldest stored events to make room (keep the freshest)",
-        nick = "drop-oldest"
-    )]
-    DropOldest = 0,
-    #[enum_value(
-        name = "Refuse new events while full (keep the oldest)",
-        nick = "drop-newest"
-    )]
-    DropNewest = 1,
-}
-
-impl From<OutboxOverflow> for outbox::Overflow {
-    fn from(o: OutboxOverflow) -> Self {
-        match o {
-            OutboxOverflow::DropOldest => outbox::Overflow::DropOldest,
-            OutboxOverflow::DropNewest => outbox::Overflow::DropNewest,
-        }
-    }
-}
+/// What the outbox does when full (property `outbox-overflow`): the sinks' one policy enum.
+pub use crate::sink::Overflow as OutboxOverflow;
 
 glib::wrapper! {
     pub struct KafkaSink(ObjectSubclass<imp::KafkaSink>) @extends gst_base::BaseSink, gst::Element, gst::Object;
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
-    OutboxOverflow::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    crate::sink::Overflow::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     crate::link::LinkStatus::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     gst::Element::register(
         Some(plugin),

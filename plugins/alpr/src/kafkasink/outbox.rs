@@ -29,11 +29,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::avro::Stream;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Overflow {
-    DropOldest,
-    DropNewest,
-}
+pub use crate::sink::{Overflow, PushOutcome};
+use crate::sink::{PushError, Words, disk};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
@@ -77,13 +74,6 @@ pub struct Record {
     /// When the outbox accepted the event, wall-clock ms.
     pub created_ms: i64,
     pub first_seen_ms: Option<i64>,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PushOutcome {
-    pub stored: u64,
-    /// Events lost to the overflow policy by this push (old ones or new ones).
-    pub dropped: u64,
 }
 
 pub struct Outbox {
@@ -311,6 +301,23 @@ impl Outbox {
         })
     }
 
+    /// Deletes the `n` oldest events (the disk-space policy); returns how many it deleted.
+    pub fn drop_oldest(&mut self, n: u64) -> Result<u64, OutboxError> {
+        if n == 0 || self.len == 0 {
+            return Ok(0);
+        }
+        let dropped = self.transaction(|conn| {
+            conn.prepare_cached(
+                "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT ?1)",
+            )?
+            .execute(params![n as i64])
+            .map(|d| d as u64)
+        })?;
+        self.len = self.len.saturating_sub(dropped);
+        self.oldest_ms = self.query_oldest_ms()?;
+        Ok(dropped)
+    }
+
     /// Up to `limit` events after `after_seq`, oldest first.
     pub fn batch_after(&self, after_seq: i64, limit: usize) -> Result<Vec<Record>, OutboxError> {
         let mut st = self
@@ -422,6 +429,59 @@ impl Outbox {
             )
             .map(|_| ())
             .map_err(|e| self.err(e))
+    }
+}
+
+impl crate::sink::Queue for Outbox {
+    type Item = NewRecord;
+    type Error = OutboxError;
+    const WORDS: Words = Words {
+        element: "kafkasink",
+        queue: "outbox",
+        items: "events",
+        bound: "outbox-max-events",
+        policy: "outbox-overflow",
+        drop_oldest: "the oldest stored events are deleted",
+        drop_newest: "new events are refused",
+        kept: "events stay in the outbox and are sent when the link is back",
+        delivered: "delivered",
+        local: "no brokers set: local mode, events are kept in the outbox",
+    };
+
+    fn push(&mut self, items: &[NewRecord]) -> Result<PushOutcome, PushError<OutboxError>> {
+        Outbox::push(self, items).map_err(PushError::from)
+    }
+
+    fn drop_oldest(&mut self, n: u64) -> Result<u64, OutboxError> {
+        Outbox::drop_oldest(self, n)
+    }
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn fill(&self) -> f64 {
+        self.len as f64 / self.max_events as f64
+    }
+
+    fn describe(&self) -> String {
+        format!("{} events", self.len)
+    }
+
+    fn oldest_created_ms(&self) -> Result<Option<i64>, OutboxError> {
+        Ok(self.oldest_ms)
+    }
+
+    fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+
+    fn location(&self) -> &Path {
+        &self.path
+    }
+
+    fn disk_full(e: &OutboxError) -> bool {
+        matches!(e, OutboxError::Db { source, .. } if disk::sqlite_full(source))
     }
 }
 

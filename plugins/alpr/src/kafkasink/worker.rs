@@ -15,7 +15,7 @@
 //! keeping the highest `revision`).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
@@ -27,7 +27,10 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, Prod
 use super::avro::{self, Stream};
 use super::outbox::{Outbox, OutboxError};
 use super::registry::{RegistryClient, RegistryError};
-use crate::link::{Link, LinkStats, LinkStatus, Signal, Transition};
+use crate::sink::{Notice, Observer, Uploader, lock};
+
+/// What the element and the worker share: the outbox and the link.
+pub type Shared = crate::sink::Shared<Outbox>;
 
 /// How long one connection attempt may take (metadata round trip).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -37,8 +40,6 @@ const REGISTRY_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_IN_FLIGHT: usize = 20_000;
 /// Outbox rows read per batch.
 const BATCH: usize = 1000;
-/// The queue-age gauge is refreshed at least this often, connected or not.
-const AGE_EVERY: Duration = Duration::from_secs(1);
 /// Settings the element enforces: delivery guarantees are not negotiable.
 pub const ENFORCED: [(&str, &str); 2] = [("enable.idempotence", "true"), ("acks", "all")];
 
@@ -61,76 +62,6 @@ impl Config {
     }
 }
 
-/// What the worker tells the element.
-pub enum Notice {
-    Transition(Transition, LinkStats),
-    /// Stats changed (deliveries): notify `stats`.
-    Stats,
-    /// librdkafka log lines, at GStreamer levels.
-    Log(gst::DebugLevel, String),
-}
-
-pub type Observer = Arc<dyn Fn(Notice) + Send + Sync>;
-
-/// State shared by the element (streaming thread, property getters) and the worker.
-pub struct Shared {
-    pub outbox: Mutex<Outbox>,
-    pub link: Mutex<Link>,
-    signal: Signal,
-    /// A worker sends what the outbox holds (not local mode): new work wakes it.
-    sender: bool,
-}
-
-impl Shared {
-    pub fn new(outbox: Outbox, link: Link) -> Arc<Shared> {
-        let sender = link.status() != LinkStatus::Local;
-        Arc::new(Shared {
-            outbox: Mutex::new(outbox),
-            link: Mutex::new(link),
-            signal: Signal::default(),
-            sender,
-        })
-    }
-
-    pub fn outbox(&self) -> MutexGuard<'_, Outbox> {
-        self.outbox.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub fn link(&self) -> MutexGuard<'_, Link> {
-        self.link.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// New work in the outbox.
-    pub fn wake(&self) {
-        if self.sender {
-            self.signal.wake();
-        }
-    }
-
-    pub fn request_stop(&self) {
-        self.signal.request_stop();
-    }
-
-    fn stopping(&self) -> bool {
-        self.signal.stopping()
-    }
-
-    /// Sleeps until woken (work, stop) or `timeout`.
-    fn sleep(&self, timeout: Duration) {
-        self.signal.sleep(timeout);
-    }
-
-    fn signal_progress(&self) {
-        self.signal.signal_progress();
-    }
-
-    /// Returns once no events wait, the link stops holding EOS, or the element is `unlocked`.
-    pub fn hold_eos(&self, unlocked: &std::sync::atomic::AtomicBool) {
-        self.signal
-            .hold_eos(&self.link, unlocked, || !self.outbox().is_empty());
-    }
-}
-
 /// What a message in flight carries to its delivery report: its row, and the times its latency
 /// series are measured from.
 pub struct InFlight {
@@ -145,8 +76,6 @@ type Report = (Box<InFlight>, Result<(), String>);
 pub struct Series {
     latency: prometheus::Histogram,
     plate_to_delivery: prometheus::Histogram,
-    oldest_age: prometheus::IntGauge,
-    last_age: Option<Instant>,
 }
 
 impl Series {
@@ -155,8 +84,6 @@ impl Series {
         Series {
             latency: m.sink_latency.with_label_values(&[sink]),
             plate_to_delivery: m.plate_to_delivery.with_label_values(&[sink]),
-            oldest_age: m.sink_queue_oldest_age.with_label_values(&[sink]),
-            last_age: None,
         }
     }
 
@@ -169,27 +96,6 @@ impl Series {
                 .observe((now_ms - first).max(0) as f64 / 1000.0);
         }
     }
-
-    /// Sets `alpr_sink_queue_oldest_age_seconds` (0 when nothing waits); at most once per
-    /// [`AGE_EVERY`] unless `now`.
-    pub fn publish_age(&mut self, shared: &Shared, now: bool) {
-        if !now && self.last_age.is_some_and(|t| t.elapsed() < AGE_EVERY) {
-            return;
-        }
-        self.last_age = Some(Instant::now());
-        let oldest = shared.outbox().oldest_created_ms();
-        let age = oldest.map_or(0, |ms| (crate::event::now_ms() - ms).max(0) / 1000);
-        self.oldest_age.set(age);
-    }
-}
-
-/// The thread of a sink in local mode (no brokers): keeps the queue-age gauge current.
-pub fn run_local(shared: Arc<Shared>, mut series: Series) {
-    while !shared.stopping() {
-        series.publish_age(&shared, false);
-        shared.sleep(AGE_EVERY);
-    }
-    series.publish_age(&shared, true);
 }
 
 /// Delivery reports and global errors, collected during `poll` (same thread).
@@ -224,7 +130,7 @@ impl ClientContext for Ctx {
             format!("librdkafka: {error}: {reason}"),
         ));
         if link_lost {
-            let mut f = self.fatal.lock().unwrap_or_else(|e| e.into_inner());
+            let mut f = lock(&self.fatal);
             if f.is_none() {
                 *f = Some(if code == Some(RDKafkaErrorCode::AllBrokersDown) {
                     format!("all brokers down: {reason}")
@@ -247,10 +153,7 @@ impl ProducerContext for Ctx {
                 Err(format!("delivery to topic {} failed: {e}", m.topic()))
             }
         };
-        self.reports
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((msg, r));
+        lock(&self.reports).push((msg, r));
     }
 }
 
@@ -267,10 +170,8 @@ struct Session {
 pub struct Worker {
     cfg: Config,
     shared: Arc<Shared>,
-    observer: Observer,
     registry: RegistryClient,
     session: Option<Session>,
-    last_stats_notice: Instant,
     series: Series,
 }
 
@@ -280,74 +181,16 @@ fn outbox_reason(e: OutboxError) -> String {
 }
 
 impl Worker {
-    pub fn new(cfg: Config, shared: Arc<Shared>, observer: Observer) -> Result<Worker, String> {
+    pub fn new(cfg: Config, shared: Arc<Shared>) -> Result<Worker, String> {
         let registry = RegistryClient::new(&cfg.registry, REGISTRY_TIMEOUT)
             .map_err(|e| format!("schema-registry: {e}"))?;
         Ok(Worker {
             shared,
-            observer,
             registry,
             session: None,
-            last_stats_notice: Instant::now(),
             series: Series::new(&cfg.sink),
             cfg,
         })
-    }
-
-    pub fn endpoint(&self) -> String {
-        format!("bootstrap {}", self.cfg.brokers)
-    }
-
-    fn transition(&self, t: Transition) {
-        let stats = self.shared.link().stats().clone();
-        (self.observer)(Notice::Transition(t, stats));
-        self.shared.signal_progress();
-    }
-
-    fn fail(&mut self, reason: String) {
-        // Dropping the producer purges what it still holds; those rows are still in the outbox.
-        self.session = None;
-        let t = self.shared.link().failed(Instant::now(), &reason);
-        self.transition(t);
-    }
-
-    pub fn run(mut self) {
-        while !self.shared.stopping() {
-            self.series.publish_age(&self.shared, false);
-            let status = self.shared.link().status();
-            match status {
-                LinkStatus::Local => self.shared.sleep(Duration::from_secs(1)),
-                LinkStatus::Disconnected | LinkStatus::Connecting => {
-                    let pending = !self.shared.outbox().is_empty();
-                    let next = self.shared.link().next_attempt_in(Instant::now(), pending);
-                    match next {
-                        Some(d) if d.is_zero() => self.attempt(),
-                        // In steps of AGE_EVERY, so the queue-age gauge keeps growing.
-                        Some(d) => self.shared.sleep(d.min(AGE_EVERY)),
-                        None => self.shared.sleep(Duration::from_secs(1)),
-                    }
-                }
-                LinkStatus::Connected => self.pump(),
-            }
-        }
-        self.shutdown();
-        self.series.publish_age(&self.shared, true);
-    }
-
-    fn attempt(&mut self) {
-        let t = self
-            .shared
-            .link()
-            .begin_attempt(Instant::now(), &self.endpoint());
-        self.transition(t);
-        match self.connect() {
-            Ok((session, detail)) => {
-                self.session = Some(session);
-                let t = self.shared.link().connected(&detail);
-                self.transition(t);
-            }
-            Err(reason) => self.fail(reason),
-        }
     }
 
     /// The schema id of `stream`: the on-disk cache first, else the registry (then cached).
@@ -357,7 +200,7 @@ impl Worker {
         let registry = self.registry.redacted().to_string();
         let cached = self
             .shared
-            .outbox()
+            .queue()
             .cached_schema_id(&registry, &subject, &schema)
             .map_err(outbox_reason)?;
         if let Some(id) = cached {
@@ -375,16 +218,16 @@ impl Worker {
                 e => e.to_string(),
             })?;
         self.shared
-            .outbox()
+            .queue()
             .store_schema_id(&registry, &subject, &schema, id)
             .map_err(outbox_reason)?;
         Ok(id)
     }
 
-    fn connect(&mut self) -> Result<(Session, String), String> {
+    fn open_session(&mut self) -> Result<(Session, String), String> {
         let pending = self
             .shared
-            .outbox()
+            .queue()
             .pending_streams()
             .map_err(outbox_reason)?;
         let mut schema_ids = HashMap::new();
@@ -411,7 +254,7 @@ impl Worker {
         let ctx = Ctx {
             reports: Mutex::new(Vec::new()),
             fatal: Mutex::new(None),
-            observer: self.observer.clone(),
+            observer: self.shared.observer(),
         };
         let producer: KProducer = cc
             .create_with_context(ctx)
@@ -451,7 +294,8 @@ impl Worker {
                 if pending.contains(&s) {
                     return Err(msg);
                 }
-                (self.observer)(Notice::Log(gst::DebugLevel::Warning, msg));
+                self.shared
+                    .notice(Notice::Log(gst::DebugLevel::Warning, msg));
             }
             topics.push(name.to_string());
         }
@@ -479,8 +323,8 @@ impl Worker {
         };
         session.producer.poll(poll);
         let ctx = session.producer.context();
-        let reports = std::mem::take(&mut *ctx.reports.lock().unwrap_or_else(|e| e.into_inner()));
-        let fatal = ctx.fatal.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let reports = std::mem::take(&mut *lock(&ctx.reports));
+        let fatal = lock(&ctx.fatal).take();
         session.in_flight = session.in_flight.saturating_sub(reports.len());
         (reports, fatal)
     }
@@ -503,7 +347,7 @@ impl Worker {
         }
         let seqs: Vec<i64> = acked.iter().map(|m| m.seq).collect();
         let removed = {
-            let mut outbox = self.shared.outbox();
+            let mut outbox = self.shared.queue();
             outbox.remove(&seqs).map(|r| (r, outbox.len()))
         };
         match removed {
@@ -515,28 +359,19 @@ impl Worker {
                     self.series.delivered(msg, now);
                     n += 1;
                 }
-                {
-                    let mut link = self.shared.link();
-                    let st = link.stats_mut();
-                    st.delivered += n;
-                    st.queued = queued;
-                }
-                if n > 0 {
-                    self.series.publish_age(&self.shared, true);
-                }
+                self.shared.delivered(n, queued);
             }
             Err(e) => failure = Some(outbox_reason(e)),
         }
-        self.stats_changed(false);
+        self.shared.stats_changed();
         failure
     }
 
     /// One round while connected: reports, errors, then more sends.
-    fn pump(&mut self) {
+    fn round(&mut self) -> Result<(), String> {
         let busy = self.session.as_ref().is_some_and(|s| s.in_flight > 0);
         if self.session.is_none() {
-            self.fail("no producer".into());
-            return;
+            return Err("no producer".into());
         }
         let (reports, fatal) = self.take_reports(if busy {
             Duration::from_millis(10)
@@ -545,18 +380,15 @@ impl Worker {
         });
         let failure = self.settle(reports);
         if let Some(reason) = failure.or(fatal) {
-            self.fail(reason);
-            return;
+            return Err(reason);
         }
-        if let Err(reason) = self.send_more() {
-            self.fail(reason);
-            return;
-        }
+        self.send_more()?;
         let idle = self.session.as_ref().is_some_and(|s| s.in_flight == 0);
         if idle {
-            self.stats_changed(true);
+            self.shared.stats_changed();
             self.shared.sleep(Duration::from_millis(200));
         }
+        Ok(())
     }
 
     fn send_more(&mut self) -> Result<(), String> {
@@ -568,7 +400,7 @@ impl Worker {
         }
         let batch = self
             .shared
-            .outbox()
+            .queue()
             .batch_after(session.cursor, BATCH.min(MAX_IN_FLIGHT - session.in_flight))
             .map_err(outbox_reason)?;
         for r in batch {
@@ -581,7 +413,7 @@ impl Worker {
                     let registry = self.registry.redacted().to_string();
                     let cached = self
                         .shared
-                        .outbox()
+                        .queue()
                         .cached_schema_id(&registry, &subject, &schema)
                         .map_err(outbox_reason)?;
                     let id = match cached {
@@ -592,7 +424,7 @@ impl Worker {
                                 .register(&subject, &schema)
                                 .map_err(|e| e.to_string())?;
                             self.shared
-                                .outbox()
+                                .queue()
                                 .store_schema_id(&registry, &subject, &schema, id)
                                 .map_err(outbox_reason)?;
                             id
@@ -638,31 +470,43 @@ impl Worker {
         Ok(())
     }
 
-    fn stats_changed(&mut self, force: bool) {
-        if force && self.last_stats_notice.elapsed() < Duration::from_millis(100) {
-            return;
-        }
-        if force || self.last_stats_notice.elapsed() >= Duration::from_millis(100) {
-            self.last_stats_notice = Instant::now();
-            (self.observer)(Notice::Stats);
-            self.shared.signal_progress();
-        }
-    }
-
     /// Gives in-flight messages a moment to be acknowledged so they are not sent twice next
     /// time; whatever is left stays in the outbox.
-    fn shutdown(&mut self) {
+    fn finish(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(2);
         while self.session.as_ref().is_some_and(|s| s.in_flight > 0) && Instant::now() < deadline {
             self.pump_reports_only();
         }
         self.session = None;
-        (self.observer)(Notice::Stats);
-        self.shared.signal_progress();
     }
 
     fn pump_reports_only(&mut self) {
         let (reports, _) = self.take_reports(Duration::from_millis(50));
         let _ = self.settle(reports);
+    }
+}
+
+impl Uploader for Worker {
+    fn endpoint(&self) -> String {
+        format!("bootstrap {}", self.cfg.brokers)
+    }
+
+    fn connect(&mut self) -> Result<Option<String>, String> {
+        let (session, detail) = self.open_session()?;
+        self.session = Some(session);
+        Ok(Some(detail))
+    }
+
+    /// Dropping the producer purges what it still holds; those rows are still in the outbox.
+    fn disconnect(&mut self) {
+        self.session = None;
+    }
+
+    fn pump(&mut self) -> Result<(), String> {
+        self.round()
+    }
+
+    fn shutdown(&mut self) {
+        self.finish();
     }
 }

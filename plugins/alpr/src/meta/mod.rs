@@ -24,8 +24,12 @@
 //! | `ended-tracks` | GstValueArray of guint64 | track ids that ended on this frame |
 //! | `replaced-tracks` | GstValueArray of guint64 | those of them that ended because another car took their place (optional) |
 
+mod alerts;
 mod events;
 
+pub use alerts::{
+    ALERT_STRUCT, ALERTS_META, Alert, AlertError, AlertStatus, attach_alerts, read_alerts,
+};
 pub use events::{SETTLED_EVENT, Settled, TRACKS_ENDED_EVENT, ended_tracks_of, tracks_ended_event};
 
 use gst::glib;
@@ -45,6 +49,7 @@ pub const ROI_PARAM: &str = "detection";
 /// thread, is harmless.
 pub fn register() {
     register_custom_meta(FRAME_META);
+    register_custom_meta(ALERTS_META);
 }
 
 /// Registers custom meta `name` unless it is registered. Serialised: two threads that both find

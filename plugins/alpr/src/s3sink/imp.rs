@@ -1,8 +1,7 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
 
 use gst::glib;
 use gst::prelude::*;
@@ -13,10 +12,12 @@ use gst_base::subclass::prelude::*;
 use super::client::Target;
 use super::queue::{self, NewUpload, Queue};
 use super::validate_bucket;
-use super::worker::{self, Notice, Observer, Shared, Worker};
+use super::worker::{self, Shared, Worker};
 use crate::event;
-use crate::kafkasink::OutboxOverflow;
-use crate::link::{Link, LinkStats, LinkStatus};
+use crate::link::{Link, LinkStatus};
+use crate::sink::{
+    DEFAULT_MIN_FREE_SPACE, DurableSink, Overflow, PushOutcome, SinkCore, lock, set_logged,
+};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -49,7 +50,8 @@ struct Settings {
     create_bucket: bool,
     retry_interval: u32,
     queue_max_bytes: u64,
-    queue_overflow: OutboxOverflow,
+    queue_overflow: Overflow,
+    min_free_space: u64,
     local_retention: i64,
 }
 
@@ -68,7 +70,8 @@ impl Default for Settings {
             create_bucket: DEFAULT_CREATE_BUCKET,
             retry_interval: DEFAULT_RETRY_INTERVAL,
             queue_max_bytes: DEFAULT_QUEUE_MAX_BYTES,
-            queue_overflow: OutboxOverflow::default(),
+            queue_overflow: Overflow::default(),
+            min_free_space: DEFAULT_MIN_FREE_SPACE,
             local_retention: DEFAULT_LOCAL_RETENTION,
         }
     }
@@ -118,110 +121,20 @@ impl Settings {
     }
 }
 
-struct State {
-    location: PathBuf,
-    /// `None` in local mode (crops are only saved).
-    shared: Option<Arc<Shared>>,
-    worker: Option<std::thread::JoinHandle<()>>,
-}
-
 #[derive(Default)]
 pub struct S3Sink {
     settings: Mutex<Settings>,
-    state: Mutex<Option<State>>,
-    /// Set by unlock(): EOS drain stops waiting.
-    unlocked: AtomicBool,
-    /// The queue is past its bound (one warning per overflow episode).
-    overflowing: AtomicBool,
-    /// The reason of the last warning posted for a failed link (one warning per new reason).
-    reporter: crate::link::TransitionReporter,
-    last_stats_notify: Mutex<Option<Instant>>,
+    core: SinkCore<Queue>,
     /// Crops saved locally since start (local mode included).
     saved: Mutex<u64>,
 }
 
-impl S3Sink {
-    fn shared(&self) -> Option<Arc<Shared>> {
-        self.state
-            .lock()
-            .unwrap()
-            .as_ref()
-            .and_then(|s| s.shared.clone())
-    }
-
-    fn status(&self) -> LinkStatus {
-        match self.shared() {
-            Some(sh) => sh.link().status(),
-            None if self.state.lock().unwrap().is_none()
-                && matches!(self.settings.lock().unwrap().target(), Ok(Some(_))) =>
-            {
-                LinkStatus::Disconnected
-            }
-            None => LinkStatus::Local,
-        }
-    }
-
-    fn stats(&self) -> gst::Structure {
-        let (st, bytes) = match self.shared() {
-            Some(sh) => {
-                let mut st = sh.link().stats().clone();
-                let q = sh.queue();
-                st.queued = q.len();
-                (st, q.bytes())
-            }
-            None => (LinkStats::default(), 0),
-        };
-        let mut s = st.to_structure("s3sink-stats");
-        s.set("queued-bytes", bytes);
-        s.set("saved", *self.saved.lock().unwrap());
-        s
-    }
-
-    fn notify_stats(&self, force: bool) {
-        if let Some(sh) = self.shared() {
-            let mut st = sh.link().stats().clone();
-            st.queued = sh.queue().len();
-            crate::metrics::link_stats(&self.obj().name(), &st);
-        }
-        let now = Instant::now();
-        {
-            let mut last = self.last_stats_notify.lock().unwrap();
-            if !force && last.is_some_and(|t| now.duration_since(t) < Duration::from_millis(100)) {
-                return;
-            }
-            *last = Some(now);
-        }
-        self.obj().notify("stats");
-    }
-
-    fn on_notice(&self, service: &str, n: Notice) {
-        match n {
-            Notice::Transition(t, stats) => {
-                self.reporter.report(
-                    self.obj().upcast_ref(),
-                    *CAT,
-                    service,
-                    &t,
-                    &stats,
-                    "crops stay in the local upload queue and are uploaded when the link is back",
-                );
-                self.obj().notify("status");
-                self.notify_stats(true);
-            }
-            Notice::Stats => self.notify_stats(false),
-            Notice::Log(level, msg) => match level {
-                gst::DebugLevel::Error | gst::DebugLevel::Warning => {
-                    gst::warning!(CAT, imp = self, "{msg}")
-                }
-                gst::DebugLevel::Info => gst::info!(CAT, imp = self, "{msg}"),
-                _ => gst::debug!(CAT, imp = self, "{msg}"),
-            },
-        }
-    }
+impl DurableSink for S3Sink {
+    crate::sink::durable_sink_glue!(Queue, CAT);
 
     /// The images of a buffer's events: the plate crop, and the vehicle crop and whole frame
     /// when alprocr made them (events without images have nothing to upload).
-    fn uploads(&self, buffer: &gst::BufferRef) -> Result<Vec<NewUpload>, String> {
+    fn items(&self, buffer: &gst::BufferRef) -> Result<Vec<NewUpload>, String> {
         let events = event::read_with_images(buffer).map_err(|e| e.to_string())?;
         let mut v = Vec::with_capacity(events.len());
         for (e, images) in &events {
@@ -247,38 +160,8 @@ impl S3Sink {
         Ok(v)
     }
 
-    fn warn_overflow(&self, shared: &Shared, dropped: u64) {
-        let (len, bytes) = {
-            let q = shared.queue();
-            (q.len(), q.bytes())
-        };
-        if dropped > 0 {
-            if !self.overflowing.swap(true, Ordering::SeqCst) {
-                let policy = self.settings.lock().unwrap().queue_overflow;
-                let what = match policy {
-                    OutboxOverflow::DropOldest => {
-                        "the oldest waiting crops are deleted (queue and local file)"
-                    }
-                    OutboxOverflow::DropNewest => "new crops are refused (not saved)",
-                };
-                gst::element_imp_warning!(
-                    self,
-                    gst::ResourceError::NoSpaceLeft,
-                    ("upload queue full ({len} crops, {bytes} bytes): {what} (queue-overflow); the stats' dropped field counts them"),
-                    [
-                        "queue-max-bytes bounds the queue; the object store is {}",
-                        shared.link().status().nick()
-                    ]
-                );
-            }
-            gst::warning!(
-                CAT,
-                imp = self,
-                "upload queue full: {dropped} crops dropped by the overflow policy"
-            );
-        } else if bytes < self.settings.lock().unwrap().queue_max_bytes / 10 * 9 {
-            self.overflowing.store(false, Ordering::SeqCst);
-        }
+    fn pushed(&self, outcome: &PushOutcome) {
+        *lock(&self.saved) += outcome.stored;
     }
 }
 
@@ -388,25 +271,24 @@ impl ObjectImpl for S3Sink {
                 glib::ParamSpecUInt64::builder("queue-max-bytes")
                     .nick("Upload queue bound")
                     .blurb(
-                        "Bytes of crops waiting for upload, at most; past it queue-overflow \
-                         applies",
+                        "Bytes of crops waiting for upload (in local mode: of the crops kept), \
+                         at most; past it queue-overflow applies",
                     )
                     .minimum(1)
                     .default_value(DEFAULT_QUEUE_MAX_BYTES)
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecEnum::builder_with_default(
-                    "queue-overflow",
-                    OutboxOverflow::default(),
-                )
-                .nick("Queue overflow policy")
-                .blurb(
-                    "What happens when the upload queue is full: drop-oldest deletes the \
-                         oldest waiting crops (queue entry and local file), drop-newest refuses \
-                         new crops (not saved). Counted in stats.dropped, with a warning",
-                )
-                .mutable_ready()
-                .build(),
+                glib::ParamSpecEnum::builder_with_default("queue-overflow", Overflow::default())
+                    .nick("Queue overflow policy")
+                    .blurb(
+                        "What happens when the upload queue is full or the disk is low \
+                     (min-free-space): drop-oldest deletes the oldest waiting crops (queue \
+                     entry and local file), drop-newest refuses new crops (not saved). \
+                     Counted in stats.dropped, with a warning",
+                    )
+                    .mutable_ready()
+                    .build(),
+                crate::sink::min_free_space_pspec("location", crate::sink::OVERFLOW_APPLIES),
                 glib::ParamSpecInt64::builder("local-retention")
                     .nick("Local retention")
                     .blurb(
@@ -439,7 +321,7 @@ impl ObjectImpl for S3Sink {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
-        let mut s = self.settings.lock().unwrap();
+        let mut s = lock(&self.settings);
         let name = pspec.name();
         let opt_string = || {
             value
@@ -447,6 +329,8 @@ impl ObjectImpl for S3Sink {
                 .expect("type checked upstream")
                 .filter(|v| !v.is_empty())
         };
+        let obj = self.obj();
+        let el = obj.upcast_ref();
         match name {
             "location" | "region" => {
                 let new = opt_string().unwrap_or_else(|| {
@@ -489,69 +373,38 @@ impl ObjectImpl for S3Sink {
                     s.session_token = new;
                 }
             }
-            "force-path-style" | "create-bucket" => {
-                let new = value.get::<bool>().expect("type checked upstream");
-                let slot = if name == "force-path-style" {
-                    &mut s.force_path_style
-                } else {
-                    &mut s.create_bucket
-                };
-                gst::info!(CAT, imp = self, "Changing {name} from {slot} to {new}");
-                *slot = new;
+            "force-path-style" => set_logged(el, *CAT, name, &mut s.force_path_style, value),
+            "create-bucket" => set_logged(el, *CAT, name, &mut s.create_bucket, value),
+            "retry-interval" => set_logged(el, *CAT, name, &mut s.retry_interval, value),
+            "queue-max-bytes" => set_logged(el, *CAT, name, &mut s.queue_max_bytes, value),
+            "min-free-space" => {
+                set_logged(el, *CAT, name, &mut s.min_free_space, value);
+                self.core.set_min_free(s.min_free_space);
             }
-            "retry-interval" => {
-                let new = value.get::<u32>().expect("type checked upstream");
-                gst::info!(
-                    CAT,
-                    imp = self,
-                    "Changing {name} from {}s to {new}s",
-                    s.retry_interval
-                );
-                s.retry_interval = new;
-            }
-            "queue-max-bytes" => {
-                let new = value.get::<u64>().expect("type checked upstream");
-                gst::info!(
-                    CAT,
-                    imp = self,
-                    "Changing {name} from {} to {new}",
-                    s.queue_max_bytes
-                );
-                s.queue_max_bytes = new;
-            }
-            "queue-overflow" => {
-                let new = value
-                    .get::<OutboxOverflow>()
-                    .expect("type checked upstream");
-                gst::info!(
-                    CAT,
-                    imp = self,
-                    "Changing {name} from {:?} to {new:?}",
-                    s.queue_overflow
-                );
-                s.queue_overflow = new;
-            }
-            "local-retention" => {
-                let new = value.get::<i64>().expect("type checked upstream");
-                gst::info!(
-                    CAT,
-                    imp = self,
-                    "Changing {name} from {}s to {new}s",
-                    s.local_retention
-                );
-                s.local_retention = new;
-            }
+            "queue-overflow" => set_logged(el, *CAT, name, &mut s.queue_overflow, value),
+            "local-retention" => set_logged(el, *CAT, name, &mut s.local_retention, value),
             other => unreachable!("unknown property {other}"),
         }
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
         match pspec.name() {
-            "status" => return self.status().to_value(),
-            "stats" => return self.stats().to_value(),
+            "status" => {
+                let configured = matches!(lock(&self.settings).target(), Ok(Some(_)));
+                return self.core.status(configured).to_value();
+            }
+            "stats" => {
+                let mut st = self.core.stats().to_structure("s3sink-stats");
+                st.set(
+                    "queued-bytes",
+                    self.core.with_queue(Queue::bytes).unwrap_or(0),
+                );
+                st.set("saved", *lock(&self.saved));
+                return st.to_value();
+            }
             _ => {}
         }
-        let s = self.settings.lock().unwrap();
+        let s = lock(&self.settings);
         let redact = |v: &Option<String>| v.as_ref().map(|_| REDACTED.to_string());
         match pspec.name() {
             "location" => s.location.to_value(),
@@ -567,6 +420,7 @@ impl ObjectImpl for S3Sink {
             "retry-interval" => s.retry_interval.to_value(),
             "queue-max-bytes" => s.queue_max_bytes.to_value(),
             "queue-overflow" => s.queue_overflow.to_value(),
+            "min-free-space" => s.min_free_space.to_value(),
             "local-retention" => s.local_retention.to_value(),
             other => unreachable!("unknown property {other}"),
         }
@@ -579,43 +433,18 @@ impl ObjectImpl for S3Sink {
     }
 }
 
-impl GstObjectImpl for S3Sink {}
-
-impl ElementImpl for S3Sink {
-    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
-        static META: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
-            gst::subclass::ElementMetadata::new(
-                "ALPR S3 sink",
-                "Sink/Network",
-                "Saves plate crops locally and uploads them to S3 / MinIO or any object store \
-                 through a durable upload queue",
-                "gst-alpr developers",
-            )
-        });
-        Some(&*META)
-    }
-
-    fn pad_templates() -> &'static [gst::PadTemplate] {
-        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            // Any buffers: only their alpr-events metas (with the crops) are read.
-            vec![
-                gst::PadTemplate::new(
-                    "sink",
-                    gst::PadDirection::Sink,
-                    gst::PadPresence::Always,
-                    &gst::Caps::new_any(),
-                )
-                .unwrap(),
-            ]
-        });
-        TEMPLATES.as_ref()
-    }
-}
+crate::sink::sink_element_impl!(
+    S3Sink,
+    "ALPR S3 sink",
+    "Sink/Network",
+    "Saves plate crops locally and uploads them to S3 / MinIO or any object store \
+     through a durable upload queue"
+);
 
 impl BaseSinkImpl for S3Sink {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         crate::metrics::start_for(self.obj().upcast_ref(), None);
-        let settings = self.settings.lock().unwrap().clone();
+        let settings = lock(&self.settings).clone();
         let target = settings
             .target()
             .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ["{e}"]))?;
@@ -625,221 +454,45 @@ impl BaseSinkImpl for S3Sink {
                 .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ["{e}"]))?;
         }
         let location = PathBuf::from(&settings.location);
-        *self.saved.lock().unwrap() = 0;
-        self.overflowing.store(false, Ordering::SeqCst);
-        self.reporter.reset();
-
-        let Some(target) = target else {
-            std::fs::create_dir_all(&location).map_err(|e| {
-                gst::error_msg!(
-                    gst::ResourceError::OpenWrite,
-                    [
-                        "s3sink location: cannot create local directory {}: {e}",
-                        location.display()
-                    ]
-                )
+        *lock(&self.saved) = 0;
+        let queue = Queue::open(&location, settings.queue_max_bytes, settings.queue_overflow)
+            .map_err(|e| {
+                gst::error_msg!(gst::ResourceError::OpenWrite, ["s3sink location: {e}"])
             })?;
-            gst::info!(
-                CAT,
-                imp = self,
-                "no bucket or url set: local mode, crops are saved under {}",
-                location.display()
-            );
-            *self.state.lock().unwrap() = Some(State {
-                location,
-                shared: None,
-                worker: None,
-            });
-            self.obj().notify("status");
-            return Ok(());
-        };
-
-        let runtime = crate::tokio_runtime()
-            .map_err(|e| gst::error_msg!(gst::CoreError::Failed, ["s3sink: {e}"]))?;
-        let queue = Queue::open(
-            &location,
-            settings.queue_max_bytes,
-            settings.queue_overflow.into(),
-        )
-        .map_err(|e| gst::error_msg!(gst::ResourceError::OpenWrite, ["s3sink location: {e}"]))?;
-        let (backlog, backlog_bytes) = (queue.len(), queue.bytes());
-        let db_path = queue.db_path().to_path_buf();
-        let service = target.service();
-        let mut link = Link::new(
+        let service = target.as_ref().map_or("object store", |t| t.service());
+        let link = Link::new(
             service,
             Duration::from_secs(settings.retry_interval.into()),
-            true,
+            target.is_some(),
         );
-        link.stats_mut().queued = backlog;
-        let shared = Shared::new(queue, link);
-        if backlog > 0 {
-            gst::info!(
-                CAT,
-                imp = self,
-                "{backlog} crops ({backlog_bytes} bytes) waiting in {} from an earlier run: \
-                 uploading them first, in order",
-                db_path.display()
-            );
-        }
-        let weak = self.obj().downgrade();
-        let observer: Observer = Arc::new(move |n| {
-            if let Some(obj) = weak.upgrade() {
-                obj.imp().on_notice(service, n);
-            }
-        });
-        gst::info!(
-            CAT,
-            imp = self,
-            "crops under {}, uploads to {service} ({}), retry every {}s",
-            location.display(),
-            target.describe(),
-            settings.retry_interval
-        );
-        let w = Worker::new(
-            worker::Config {
-                sink: self.obj().name().to_string(),
-                target,
-                retention_s: settings.local_retention,
-                runtime,
-            },
-            shared.clone(),
-            observer,
-        );
-        let handle = std::thread::Builder::new()
-            .name("s3sink".into())
-            .spawn(move || w.run())
-            .map_err(|e| {
-                gst::error_msg!(
-                    gst::CoreError::Failed,
-                    ["cannot start the s3sink worker thread: {e}"]
-                )
-            })?;
-        *self.state.lock().unwrap() = Some(State {
-            location,
-            shared: Some(shared),
-            worker: Some(handle),
-        });
-        self.obj().notify("status");
-        self.notify_stats(true);
-        Ok(())
-    }
-
-    fn stop(&self) -> Result<(), gst::ErrorMessage> {
-        let state = self.state.lock().unwrap().take();
-        if let Some(mut st) = state {
-            if let Some(sh) = &st.shared {
-                sh.request_stop();
-            }
-            if let Some(w) = st.worker.take()
-                && w.join().is_err()
-            {
-                gst::warning!(CAT, imp = self, "the s3sink worker thread panicked");
-            }
-            if let Some(sh) = &st.shared {
-                let left = sh.queue().len();
-                let delivered = sh.link().stats().delivered;
+        let name = self.obj().name();
+        let shared = Shared::new(queue, link, crate::sink::observer(self), &name);
+        let uploader: Option<Box<dyn crate::sink::Uploader>> = match target {
+            Some(target) => {
+                let runtime = crate::tokio_runtime()
+                    .map_err(|e| gst::error_msg!(gst::CoreError::Failed, ["s3sink: {e}"]))?;
                 gst::info!(
                     CAT,
                     imp = self,
-                    "stopped: {delivered} crops uploaded, {left} waiting under {} for the next run",
-                    st.location.display()
+                    "crops under {}, uploads to {service} ({}), retry every {}s",
+                    location.display(),
+                    target.describe(),
+                    settings.retry_interval
                 );
+                let cfg = worker::Config {
+                    sink: name.to_string(),
+                    target,
+                    retention_s: settings.local_retention,
+                    runtime,
+                };
+                Some(Box::new(Worker::new(cfg, shared.clone())))
             }
-        }
-        self.obj().notify("status");
-        Ok(())
+            _ => None,
+        };
+        let bounds = (settings.queue_overflow, settings.min_free_space);
+        let el = self.obj();
+        (self.core).begin(el.upcast_ref(), *CAT, shared, uploader, bounds)
     }
 
-    fn render(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let uploads = match self.uploads(buffer) {
-            Ok(u) => u,
-            Err(e) => {
-                gst::element_imp_error!(self, gst::StreamError::Format, ("{e}"));
-                return Err(gst::FlowError::Error);
-            }
-        };
-        if uploads.is_empty() {
-            return Ok(gst::FlowSuccess::Ok);
-        }
-        let (location, shared) = {
-            let st = self.state.lock().unwrap();
-            let st = st.as_ref().ok_or(gst::FlowError::Flushing)?;
-            (st.location.clone(), st.shared.clone())
-        };
-        let Some(shared) = shared else {
-            // Local mode: save only.
-            for u in &uploads {
-                if let Err(e) = queue::write_file(&location, &u.key, &u.data) {
-                    gst::element_imp_error!(
-                        self,
-                        gst::ResourceError::Write,
-                        ("cannot save the crop of event {}: {e}", u.event_id)
-                    );
-                    return Err(gst::FlowError::Error);
-                }
-            }
-            *self.saved.lock().unwrap() += uploads.len() as u64;
-            self.notify_stats(false);
-            return Ok(gst::FlowSuccess::Ok);
-        };
-        let pushed = {
-            let mut q = shared.queue();
-            let r = q.push(&uploads).map(|o| (o, q.len()));
-            if let Ok((o, len)) = &r {
-                let mut link = shared.link();
-                link.stats_mut().queued = *len;
-                link.stats_mut().dropped += o.dropped;
-            }
-            r
-        };
-        let (outcome, len) = match pushed {
-            Ok(v) => v,
-            Err(e) => {
-                gst::element_imp_error!(
-                    self,
-                    gst::ResourceError::Write,
-                    ("cannot save {} crops for upload: {e}", uploads.len())
-                );
-                return Err(gst::FlowError::Error);
-            }
-        };
-        shared.wake();
-        *self.saved.lock().unwrap() += outcome.stored;
-        gst::trace!(
-            CAT,
-            imp = self,
-            "saved {} crops, {len} queued",
-            outcome.stored
-        );
-        self.warn_overflow(&shared, outcome.dropped);
-        self.notify_stats(false);
-        Ok(gst::FlowSuccess::Ok)
-    }
-
-    fn event(&self, event: gst::Event) -> bool {
-        if let gst::EventView::Eos(_) = event.view()
-            && let Some(shared) = self.shared()
-        {
-            // Drain while the link is up (or about to try); a down link does not hold EOS:
-            // the queue keeps the crops for the next run.
-            shared.hold_eos(&self.unlocked);
-            gst::debug!(
-                CAT,
-                imp = self,
-                "EOS: {} crops left in the upload queue",
-                shared.queue().len()
-            );
-        }
-        self.parent_event(event)
-    }
-
-    fn unlock(&self) -> Result<(), gst::ErrorMessage> {
-        self.unlocked.store(true, Ordering::SeqCst);
-        Ok(())
-    }
-
-    fn unlock_stop(&self) -> Result<(), gst::ErrorMessage> {
-        self.unlocked.store(false, Ordering::SeqCst);
-        Ok(())
-    }
+    crate::sink::durable_base_sink_methods!();
 }

@@ -17,8 +17,7 @@ glib::wrapper! {
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
-    crate::kafkasink::OutboxOverflow::static_type()
-        .mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    crate::sink::Overflow::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     crate::link::LinkStatus::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     gst::Element::register(
         Some(plugin),

@@ -23,7 +23,8 @@ use std::path::{Component, Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-pub use crate::kafkasink::outbox::Overflow;
+pub use crate::sink::{Overflow, PushOutcome};
+use crate::sink::{PushError, Words, disk};
 
 pub const FILE_NAME: &str = ".s3sink-queue.sqlite";
 
@@ -70,13 +71,6 @@ pub struct Upload {
     pub created_ms: i64,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PushOutcome {
-    pub stored: u64,
-    /// Crops lost to the overflow policy by this push (old ones or new ones).
-    pub dropped: u64,
-}
-
 /// Checks that an object key is a safe relative file path: no absolute path, no `..`, no
 /// empty segment. The error says why.
 pub fn check_key(key: &str) -> Result<(), String> {
@@ -109,8 +103,13 @@ pub fn write_file(dir: &Path, key: &str, data: &[u8]) -> Result<PathBuf, QueueEr
     let mut tmp = path.clone().into_os_string();
     tmp.push(".part");
     let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, data).map_err(ferr(&path))?;
-    std::fs::rename(&tmp, &path).map_err(ferr(&path))?;
+    // A failed write (a full disk) leaves no partial file behind.
+    std::fs::write(&tmp, data)
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            ferr(&path)(e)
+        })?;
     Ok(path)
 }
 
@@ -199,62 +198,85 @@ impl Queue {
     }
 
     /// Saves each crop under the local directory and queues it, applying the overflow policy.
-    /// Keys must have passed [`check_key`].
-    pub fn push(&mut self, items: &[NewUpload]) -> Result<PushOutcome, QueueError> {
+    /// Keys must have passed [`check_key`]. Each crop is saved and queued on its own: an error
+    /// says how many were handled before it.
+    pub fn push(&mut self, items: &[NewUpload]) -> Result<PushOutcome, PushError<QueueError>> {
         let mut out = PushOutcome::default();
-        for it in items {
-            let size = it.data.len() as u64;
-            if size > self.max_bytes {
-                out.dropped += 1;
-                continue;
-            }
-            if self.bytes + size > self.max_bytes {
-                match self.overflow {
-                    Overflow::DropNewest => {
-                        out.dropped += 1;
-                        continue;
-                    }
-                    Overflow::DropOldest => out.dropped += self.drop_oldest(size)?,
-                }
-            }
-            write_file(&self.dir, &it.key, &it.data)?;
-            self.conn
-                .prepare_cached(
-                    "INSERT INTO uploads (key, event_id, camera, plate, bytes, created_ms) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )
-                .and_then(|mut st| {
-                    st.execute(params![
-                        it.key,
-                        it.event_id,
-                        it.camera,
-                        it.plate,
-                        size as i64,
-                        crate::event::now_ms()
-                    ])
-                })
-                .map_err(self.err())?;
-            self.len += 1;
-            self.bytes += size;
-            out.stored += 1;
+        for (i, it) in items.iter().enumerate() {
+            self.push_one(it, &mut out).map_err(|error| PushError {
+                done: out,
+                handled: i,
+                error,
+            })?;
         }
         Ok(out)
     }
 
-    /// Removes the oldest waiting crops (rows and files) until `room` more bytes fit.
-    fn drop_oldest(&mut self, room: u64) -> Result<u64, QueueError> {
-        let mut dropped = 0;
-        while self.bytes + room > self.max_bytes {
-            let Some(u) = self.batch_after(0, 1)?.pop() else {
-                break;
-            };
-            self.remove_row(u.seq, u.bytes)?;
-            if !self.key_pending(&u.key)? {
-                let _ = std::fs::remove_file(self.dir.join(&u.key));
+    fn push_one(&mut self, it: &NewUpload, out: &mut PushOutcome) -> Result<(), QueueError> {
+        let size = it.data.len() as u64;
+        if size > self.max_bytes {
+            out.dropped += 1;
+            return Ok(());
+        }
+        if self.bytes + size > self.max_bytes {
+            match self.overflow {
+                Overflow::DropNewest => {
+                    out.dropped += 1;
+                    return Ok(());
+                }
+                Overflow::DropOldest => out.dropped += self.drop_for(size)?,
             }
+        }
+        let pending = self.key_pending(&it.key)?;
+        write_file(&self.dir, &it.key, &it.data)?;
+        let inserted = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO uploads (key, event_id, camera, plate, bytes, created_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    it.key,
+                    it.event_id,
+                    it.camera,
+                    it.plate,
+                    size as i64,
+                    crate::event::now_ms()
+                ])
+            });
+        if let Err(e) = inserted {
+            // Not queued: the file would never be uploaded nor counted against the bound.
+            if !pending {
+                let _ = std::fs::remove_file(self.dir.join(&it.key));
+            }
+            return Err(self.err()(e));
+        }
+        self.len += 1;
+        self.bytes += size;
+        out.stored += 1;
+        Ok(())
+    }
+
+    /// Removes the oldest waiting crops (rows and files) until `room` more bytes fit.
+    fn drop_for(&mut self, room: u64) -> Result<u64, QueueError> {
+        let mut dropped = 0;
+        while self.bytes + room > self.max_bytes && self.drop_first()? {
             dropped += 1;
         }
         Ok(dropped)
+    }
+
+    /// Removes the oldest waiting crop, row and file; false when nothing waits.
+    fn drop_first(&mut self) -> Result<bool, QueueError> {
+        let Some(u) = self.batch_after(0, 1)?.pop() else {
+            return Ok(false);
+        };
+        self.remove_row(u.seq, u.bytes)?;
+        if !self.key_pending(&u.key)? {
+            let _ = std::fs::remove_file(self.dir.join(&u.key));
+        }
+        Ok(true)
     }
 
     fn remove_row(&mut self, seq: i64, bytes: u64) -> Result<(), QueueError> {
@@ -370,6 +392,68 @@ impl Queue {
         self.conn
             .query_row("SELECT EXISTS(SELECT 1 FROM uploaded)", [], |r| r.get(0))
             .map_err(self.err())
+    }
+}
+
+impl crate::sink::Queue for Queue {
+    type Item = NewUpload;
+    type Error = QueueError;
+    const WORDS: Words = Words {
+        element: "s3sink",
+        queue: "upload queue",
+        items: "crops",
+        bound: "queue-max-bytes",
+        policy: "queue-overflow",
+        drop_oldest: "the oldest waiting crops are deleted (queue and local file)",
+        drop_newest: "new crops are refused (not saved)",
+        kept: "crops stay in the local upload queue and are uploaded when the link is back",
+        delivered: "uploaded",
+        local: "no bucket or url set: local mode, crops are saved and kept under",
+    };
+
+    fn push(&mut self, items: &[NewUpload]) -> Result<PushOutcome, PushError<QueueError>> {
+        Queue::push(self, items)
+    }
+
+    fn drop_oldest(&mut self, n: u64) -> Result<u64, QueueError> {
+        let mut dropped = 0;
+        while dropped < n && self.drop_first()? {
+            dropped += 1;
+        }
+        Ok(dropped)
+    }
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn fill(&self) -> f64 {
+        self.bytes as f64 / self.max_bytes as f64
+    }
+
+    fn describe(&self) -> String {
+        format!("{} crops, {} bytes", self.len, self.bytes)
+    }
+
+    fn oldest_created_ms(&self) -> Result<Option<i64>, QueueError> {
+        Queue::oldest_created_ms(self)
+    }
+
+    fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn location(&self) -> &Path {
+        &self.dir
+    }
+
+    fn disk_full(e: &QueueError) -> bool {
+        match e {
+            QueueError::File { source, .. } | QueueError::Dir { source, .. } => {
+                disk::io_full(source)
+            }
+            QueueError::Db { source, .. } => disk::sqlite_full(source),
+        }
     }
 }
 

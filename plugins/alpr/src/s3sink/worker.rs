@@ -8,22 +8,22 @@
 //! thread blocks on; each is raced against the stop signal, so `stop()` never waits for the
 //! network. The queue (SQLite, bounded by bytes) is the channel between the two threads.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use object_store::ObjectStore;
-use tokio::sync::watch;
 
 use super::client::{self, Target};
 use super::queue::{Queue, QueueError, Upload};
-use crate::link::{Link, LinkStats, LinkStatus, Signal, Transition};
+use crate::sink::{Notice, Uploader};
+
+/// What the element and the worker share: the upload queue and the link.
+pub type Shared = crate::sink::Shared<Queue>;
 
 /// Queue rows read per batch.
 const BATCH: usize = 64;
 /// The retention sweep runs at most this often.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
-/// The queue-age gauge is refreshed at least this often, connected or not.
-const AGE_EVERY: Duration = Duration::from_secs(1);
 
 pub struct Config {
     /// The element's name: the `sink` label of its metrics.
@@ -35,69 +35,13 @@ pub struct Config {
     pub runtime: &'static tokio::runtime::Runtime,
 }
 
-/// What the worker tells the element.
-pub enum Notice {
-    Transition(Transition, LinkStats),
-    /// Stats changed (uploads): notify `stats`.
-    Stats,
-    Log(gst::DebugLevel, String),
-}
-
-pub type Observer = Arc<dyn Fn(Notice) + Send + Sync>;
-
-/// State shared by the element (streaming thread, property getters) and the worker.
-pub struct Shared {
-    queue: Mutex<Queue>,
-    link: Mutex<Link>,
-    signal: Signal,
-    stop_tx: watch::Sender<bool>,
-}
-
-impl Shared {
-    pub fn new(queue: Queue, link: Link) -> Arc<Shared> {
-        Arc::new(Shared {
-            queue: Mutex::new(queue),
-            link: Mutex::new(link),
-            signal: Signal::default(),
-            stop_tx: watch::channel(false).0,
-        })
-    }
-
-    pub fn queue(&self) -> MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub fn link(&self) -> MutexGuard<'_, Link> {
-        self.link.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub fn wake(&self) {
-        self.signal.wake();
-    }
-
-    /// Stops the worker: its sleep ends and any request in flight is abandoned.
-    pub fn request_stop(&self) {
-        self.stop_tx.send_replace(true);
-        self.signal.request_stop();
-    }
-
-    /// Returns once no crops wait, the link stops holding EOS, or the element is `unlocked`.
-    pub fn hold_eos(&self, unlocked: &std::sync::atomic::AtomicBool) {
-        self.signal
-            .hold_eos(&self.link, unlocked, || !self.queue().is_empty());
-    }
-}
-
 pub struct Worker {
     cfg: Config,
     shared: Arc<Shared>,
-    observer: Observer,
     store: Option<Arc<dyn ObjectStore>>,
     /// Highest seq uploaded in this connection (rows after it are next).
     cursor: i64,
     last_sweep: Option<Instant>,
-    last_stats_notice: Instant,
-    last_age: Option<Instant>,
 }
 
 fn queue_reason(e: QueueError) -> String {
@@ -105,111 +49,28 @@ fn queue_reason(e: QueueError) -> String {
 }
 
 impl Worker {
-    pub fn new(cfg: Config, shared: Arc<Shared>, observer: Observer) -> Worker {
+    pub fn new(cfg: Config, shared: Arc<Shared>) -> Worker {
         Worker {
             cfg,
             shared,
-            observer,
             store: None,
             cursor: 0,
             last_sweep: None,
-            last_stats_notice: Instant::now(),
-            last_age: None,
         }
     }
 
     /// Runs `f` on the plugin runtime; `None` when the element stops first.
     fn block<F: std::future::Future>(&self, f: F) -> Option<F::Output> {
-        let mut stop = self.shared.stop_tx.subscribe();
+        let stopped = self.shared.stopped();
         self.cfg.runtime.block_on(async move {
             tokio::select! {
                 r = f => Some(r),
-                _ = stop.wait_for(|s| *s) => None,
+                _ = stopped => None,
             }
         })
     }
 
-    fn transition(&self, t: Transition) {
-        let stats = self.shared.link().stats().clone();
-        (self.observer)(Notice::Transition(t, stats));
-        self.shared.signal.signal_progress();
-    }
-
-    fn fail(&mut self, reason: String) {
-        self.store = None;
-        let t = self.shared.link().failed(Instant::now(), &reason);
-        self.transition(t);
-    }
-
-    fn stopping(&self) -> bool {
-        self.shared.signal.stopping()
-    }
-
-    pub fn run(mut self) {
-        while !self.stopping() {
-            self.publish_age(false);
-            let status = self.shared.link().status();
-            match status {
-                LinkStatus::Local => self.shared.signal.sleep(Duration::from_secs(1)),
-                LinkStatus::Disconnected | LinkStatus::Connecting => {
-                    let pending = !self.shared.queue().is_empty();
-                    let next = self.shared.link().next_attempt_in(Instant::now(), pending);
-                    match next {
-                        Some(d) if d.is_zero() => self.attempt(),
-                        // In steps of AGE_EVERY, so the queue-age gauge keeps growing.
-                        Some(d) => self.shared.signal.sleep(d.min(AGE_EVERY)),
-                        None => {
-                            self.sweep();
-                            self.shared.signal.sleep(Duration::from_secs(1))
-                        }
-                    }
-                }
-                LinkStatus::Connected => self.pump(),
-            }
-        }
-        self.publish_age(true);
-        (self.observer)(Notice::Stats);
-        self.shared.signal.signal_progress();
-    }
-
-    /// Sets `alpr_sink_queue_oldest_age_seconds` (0 when nothing waits); at most once per
-    /// [`AGE_EVERY`] unless `now`.
-    fn publish_age(&mut self, now: bool) {
-        if !now && self.last_age.is_some_and(|t| t.elapsed() < AGE_EVERY) {
-            return;
-        }
-        self.last_age = Some(Instant::now());
-        let oldest = self.shared.queue().oldest_created_ms();
-        let age = match oldest {
-            Ok(Some(ms)) => (crate::event::now_ms() - ms).max(0) / 1000,
-            Ok(None) => 0,
-            Err(_) => return, // reported by the next queue operation that needs it
-        };
-        crate::metrics::get()
-            .sink_queue_oldest_age
-            .with_label_values(&[self.cfg.sink.as_str()])
-            .set(age);
-    }
-
-    fn attempt(&mut self) {
-        let t = self
-            .shared
-            .link()
-            .begin_attempt(Instant::now(), &self.cfg.target.describe());
-        self.transition(t);
-        match self.connect() {
-            Ok(Some(store)) => {
-                self.store = Some(store);
-                self.cursor = 0;
-                let t = self.shared.link().connected(&self.cfg.target.describe());
-                self.transition(t);
-            }
-            Ok(None) => {} // stopping
-            Err(reason) => self.fail(reason),
-        }
-    }
-
-    fn connect(&mut self) -> Result<Option<Arc<dyn ObjectStore>>, String> {
+    fn open_store(&mut self) -> Result<Option<Arc<dyn ObjectStore>>, String> {
         let target = self.cfg.target.clone();
         let store = target.build()?;
         if let Target::S3 {
@@ -238,38 +99,27 @@ impl Worker {
     }
 
     /// One round while connected: the next batch of uploads, in order.
-    fn pump(&mut self) {
+    fn round(&mut self) -> Result<(), String> {
         let Some(store) = self.store.clone() else {
-            self.fail("no object store client".into());
-            return;
+            return Err("no object store client".into());
         };
-        let batch = self.shared.queue().batch_after(self.cursor, BATCH);
-        let batch = match batch {
-            Ok(b) => b,
-            Err(e) => {
-                self.fail(queue_reason(e));
-                return;
-            }
-        };
+        let batch = self
+            .shared
+            .queue()
+            .batch_after(self.cursor, BATCH)
+            .map_err(queue_reason)?;
         self.sweep();
         if batch.is_empty() {
-            self.stats_changed(true);
-            self.shared.signal.sleep(Duration::from_millis(200));
-            return;
+            self.shared.stats_changed();
+            self.shared.sleep(Duration::from_millis(200));
+            return Ok(());
         }
         for u in batch {
-            if self.stopping() {
-                return;
-            }
-            match self.upload(store.as_ref(), &u) {
-                Ok(true) => {}
-                Ok(false) => return, // stopping
-                Err(reason) => {
-                    self.fail(reason);
-                    return;
-                }
+            if self.shared.stopping() || !self.upload(store.as_ref(), &u)? {
+                break;
             }
         }
+        Ok(())
     }
 
     /// Uploads one queued crop; `Ok(false)` when stopped before the store answered.
@@ -279,7 +129,7 @@ impl Worker {
             Ok(d) => d,
             Err(e) => {
                 // Deleted by hand (or by a user's cleanup job): nothing to upload any more.
-                (self.observer)(Notice::Log(
+                self.shared.notice(Notice::Log(
                     gst::DebugLevel::Warning,
                     format!(
                         "queued crop {} is unreadable ({e}): dropped from the upload queue",
@@ -316,23 +166,15 @@ impl Worker {
                     .sink_latency
                     .with_label_values(&[self.cfg.sink.as_str()])
                     .observe(latency_ms as f64 / 1000.0);
-                if queued == 0 {
-                    self.publish_age(true);
-                }
-                {
-                    let mut link = self.shared.link();
-                    let st = link.stats_mut();
-                    st.delivered += 1;
-                    st.queued = queued;
-                }
-                (self.observer)(Notice::Log(
+                self.shared.delivered(1, queued);
+                self.shared.notice(Notice::Log(
                     gst::DebugLevel::Debug,
                     format!(
                         "uploaded {} ({} bytes, {queued} left, {bytes} bytes)",
                         u.key, u.bytes
                     ),
                 ));
-                self.stats_changed(false);
+                self.shared.stats_changed();
                 Ok(true)
             }
         }
@@ -350,25 +192,41 @@ impl Worker {
             .sweep(self.cfg.retention_s, crate::event::now_ms());
         match r {
             Ok(0) => {}
-            Ok(n) => (self.observer)(Notice::Log(
+            Ok(n) => self.shared.notice(Notice::Log(
                 gst::DebugLevel::Debug,
                 format!("retention: deleted {n} uploaded crops"),
             )),
-            Err(e) => (self.observer)(Notice::Log(
+            Err(e) => self.shared.notice(Notice::Log(
                 gst::DebugLevel::Warning,
                 format!("retention sweep: {e}"),
             )),
         }
     }
+}
 
-    fn stats_changed(&mut self, idle: bool) {
-        if self.last_stats_notice.elapsed() >= Duration::from_millis(100) || idle {
-            if idle && self.last_stats_notice.elapsed() < Duration::from_millis(100) {
-                return;
-            }
-            self.last_stats_notice = Instant::now();
-            (self.observer)(Notice::Stats);
-            self.shared.signal.signal_progress();
-        }
+impl Uploader for Worker {
+    fn endpoint(&self) -> String {
+        self.cfg.target.describe()
+    }
+
+    fn connect(&mut self) -> Result<Option<String>, String> {
+        let Some(store) = self.open_store()? else {
+            return Ok(None);
+        };
+        self.store = Some(store);
+        self.cursor = 0;
+        Ok(Some(self.cfg.target.describe()))
+    }
+
+    fn pump(&mut self) -> Result<(), String> {
+        self.round()
+    }
+
+    fn disconnect(&mut self) {
+        self.store = None;
+    }
+
+    fn idle(&mut self) {
+        self.sweep();
     }
 }
