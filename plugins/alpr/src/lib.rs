@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod models;
 pub mod runtime;
 pub mod s3sink;
+pub mod sessions;
 pub mod sink;
 pub mod store;
 pub mod video;

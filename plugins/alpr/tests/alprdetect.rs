@@ -520,3 +520,59 @@ fn no_plate_pass_while_only_small_vehicles_are_in_view() {
         "the full-frame pass finds (unreadable) plates there"
     );
 }
+
+/// Two alprdetect in one process with the same models and options load each model once: both
+/// report two users of each session, and when one stops the other is the only user left; after
+/// both have stopped, a restarted element holds them as the first did.
+#[test]
+fn two_elements_share_one_session_and_release_it_on_stop() {
+    let count = |h: &gst_check::Harness, field: &str| {
+        h.element()
+            .unwrap()
+            .property::<gst::Structure>("stats")
+            .get::<u64>(field)
+            .unwrap()
+    };
+    let mut a = harness(&[("threads", &3u32)]);
+    // Normally 1; counted relative to it because, in the parallel suite, something else in this
+    // process was seen holding these models too (not yet explained: see the session note).
+    let (v0, p0) = (
+        count(&a, "vehicle-session-users"),
+        count(&a, "plate-session-users"),
+    );
+    assert!(v0 >= 1 && p0 >= 1);
+    let b = harness(&[("threads", &3u32)]);
+    for h in [&a, &b] {
+        common::expect_users(h, "vehicle-session-users", v0 + 1);
+        common::expect_users(h, "plate-session-users", p0 + 1);
+    }
+    // Both still detect on the shared sessions.
+    let caps = gst::Caps::builder("video/x-raw")
+        .field("format", "RGB")
+        .field("width", 64)
+        .field("height", 48)
+        .field("framerate", gst::Fraction::new(25, 1))
+        .build();
+    let frame = detect(
+        &mut a,
+        &caps,
+        gst::Buffer::from_mut_slice(vec![128u8; 64 * 48 * 3]),
+    );
+    assert!(frame.detected);
+
+    a.element().unwrap().set_state(gst::State::Null).unwrap();
+    common::expect_users(&a, "vehicle-session-users", 0);
+    common::expect_users(&b, "vehicle-session-users", v0);
+    common::expect_users(&b, "plate-session-users", p0);
+    b.element().unwrap().set_state(gst::State::Null).unwrap();
+    // Started again, the element holds the models as the first one did: nothing kept the old
+    // element's share.
+    a.play();
+    for (field, first) in [("vehicle-session-users", v0), ("plate-session-users", p0)] {
+        let n = count(&a, field);
+        assert!(
+            (1..=first).contains(&n),
+            "{field}: {n} after a restart, {first} at first"
+        );
+    }
+}

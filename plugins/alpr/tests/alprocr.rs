@@ -730,3 +730,42 @@ fn unavailable_execution_provider_falls_back_to_cpu_with_a_warning() {
         ep[0]
     );
 }
+
+/// Two alprocr in one process with the same model and options load it once; the session is
+/// released when both have stopped (a restarted element is its only user). (`threads=3` is used by no other test here.)
+#[test]
+fn two_elements_share_one_session_and_release_it_on_stop() {
+    common::init();
+    let make = || {
+        let mut h = gst_check::Harness::new("alprocr");
+        h.element().unwrap().set_property("threads", 3u32);
+        h.play();
+        h
+    };
+    let count = |h: &gst_check::Harness| {
+        h.element()
+            .unwrap()
+            .property::<gst::Structure>("stats")
+            .get::<u64>("session-users")
+            .unwrap()
+    };
+    let mut a = make();
+    // Normally 1; relative to it, as in the alprdetect test (something else in the parallel
+    // suite was seen holding the same model for a while).
+    let first = count(&a);
+    assert!(first >= 1);
+    let b = make();
+    common::expect_users(&a, "session-users", first + 1);
+    common::expect_users(&b, "session-users", first + 1);
+    a.element().unwrap().set_state(gst::State::Null).unwrap();
+    common::expect_users(&b, "session-users", first);
+    b.element().unwrap().set_state(gst::State::Null).unwrap();
+    common::expect_users(&b, "session-users", 0);
+    // Started again, the element holds the model as the first did: nothing kept the old share.
+    a.play();
+    let n = count(&a);
+    assert!(
+        (1..=first).contains(&n),
+        "{n} users after a restart, {first} at first"
+    );
+}

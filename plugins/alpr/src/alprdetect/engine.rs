@@ -103,6 +103,16 @@ impl Engine {
         self.filter.clear();
     }
 
+    /// Elements sharing the vehicle model and the plate model, and the sessions both pools
+    /// hold (see [`crate::sessions`]).
+    pub fn session_users(&self) -> (usize, usize, usize) {
+        (
+            self.vehicle.session.users(),
+            self.plate.session.users(),
+            self.vehicle.session.sessions() + self.plate.session.sessions(),
+        )
+    }
+
     pub fn new(vehicle: Detector, plate: Detector, cfg: EngineConfig) -> Self {
         Engine {
             vehicle,

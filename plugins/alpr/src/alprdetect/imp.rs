@@ -148,15 +148,18 @@ impl AlprDetect {
         gst::info!(
             CAT,
             imp = self,
-            "vehicle model {} ({}, {}x{}), plate model {} ({}, {}x{})",
+            "vehicle model {} ({}, {}x{}, session shared by {} elements), plate model {} ({}, \
+             {}x{}, session shared by {} elements)",
             vehicle.path.display(),
             vehicle.family.name(),
             vehicle.spec.width,
             vehicle.spec.height,
+            vehicle.session.users(),
             plate.path.display(),
             plate.family.name(),
             plate.spec.width,
-            plate.spec.height
+            plate.spec.height,
+            plate.session.users()
         );
         Ok(Engine::new(vehicle, plate, settings.engine_config()))
     }
@@ -166,6 +169,11 @@ impl AlprDetect {
         let (c, t) = state
             .as_ref()
             .map(|s| (s.counters, s.engine.times))
+            .unwrap_or_default();
+        // Elements in this process sharing each model (0 when stopped), and its pool size.
+        let (vehicle_users, plate_users, sessions) = state
+            .as_ref()
+            .map(|s| s.engine.session_users())
             .unwrap_or_default();
         let ms_per = |d: std::time::Duration, n: u64| {
             if n > 0 {
@@ -196,6 +204,9 @@ impl AlprDetect {
             )
             .field("settled-vehicles", t.settled_vehicles)
             .field("skipped-plate-passes", t.skipped_plate_passes)
+            .field("vehicle-session-users", vehicle_users as u64)
+            .field("plate-session-users", plate_users as u64)
+            .field("sessions-open", sessions as u64)
             .build()
     }
 }

@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use ort::session::Session;
+use std::sync::Arc;
+
+use crate::sessions::SharedSession;
 use ort::value::{TensorElementType, TensorRef, ValueType};
 
 use super::decode::{self, Family, RawDet};
@@ -100,7 +102,8 @@ pub const VEHICLE_CLASS_NAMES: [&str; 5] = ["car", "motorcycle", "bus", "truck",
 
 /// A detector model ready to run.
 pub struct Detector {
-    session: Session,
+    /// Shared with every element using the same model file and options (see `sessions`).
+    pub session: Arc<SharedSession>,
     pub path: PathBuf,
     pub family: Family,
     pub spec: InputSpec,
@@ -145,13 +148,14 @@ impl Detector {
         provider: Provider,
         names_file: Option<&Path>,
     ) -> Result<(Self, Option<String>), String> {
-        let (session, fallback) = crate::runtime::open_session_on(path, threads, provider)?;
+        let (shared, fallback) = crate::sessions::acquire(path, threads, provider)?;
         let bad = |what: String| format!("model {}: {what}", path.display());
+        let (inputs, outputs) = (shared.inputs(), shared.outputs());
 
-        let [input] = session.inputs() else {
+        let [input] = inputs else {
             return Err(bad(format!(
                 "expected one image input, found {}",
-                session.inputs().len()
+                inputs.len()
             )));
         };
         let (ity, ishape) = tensor_shape(input.dtype())
@@ -167,12 +171,11 @@ impl Detector {
                 )));
             }
         };
-        let [output] = session.outputs() else {
+        let [output] = outputs else {
             return Err(bad(format!(
                 "expected one output, found {} ({})",
-                session.outputs().len(),
-                session
-                    .outputs()
+                outputs.len(),
+                outputs
                     .iter()
                     .map(|o| o.name().to_string())
                     .collect::<Vec<_>>()
@@ -251,7 +254,7 @@ impl Detector {
 
         Ok((
             Detector {
-                session,
+                session: shared,
                 path: path.to_path_buf(),
                 family,
                 spec,
@@ -303,37 +306,55 @@ impl Detector {
         let shape = [1usize, 3, self.spec.height, self.spec.width];
         let input = TensorRef::from_array_view((shape, self.tensor.as_slice()))
             .map_err(|e| format!("model {}: input tensor: {e}", self.path.display()))?;
-        let outputs = self
-            .session
-            .run(ort::inputs![input])
-            .map_err(|e| format!("model {}: inference failed: {e}", self.path.display()))?;
-        let (_, data) = outputs[0]
-            .try_extract_tensor::<f32>()
-            .map_err(|e| format!("model {}: output: {e}", self.path.display()))?;
         let start = out.len();
-        match &self.family {
+        let path = &self.path;
+        let (family, spec, wanted, scratch) =
+            (&self.family, &self.spec, &self.wanted, &mut self.scratch);
+        self.session.with(|session| -> Result<(), String> {
+            let outputs = session
+                .run(ort::inputs![input])
+                .map_err(|e| format!("model {}: inference failed: {e}", path.display()))?;
+            let (_, data) = outputs[0]
+                .try_extract_tensor::<f32>()
+                .map_err(|e| format!("model {}: output: {e}", path.display()))?;
+            Self::decode(family, spec, wanted, scratch, data, threshold, nms_iou, out);
+            Ok(())
+        })??;
+        for d in &mut out[start..] {
+            d.bbox = lb.to_frame(d.bbox);
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn decode(
+        family: &Family,
+        spec: &InputSpec,
+        wanted: &[usize],
+        dets: &mut Vec<RawDet>,
+        data: &[f32],
+        threshold: f32,
+        nms_iou: f32,
+        out: &mut Vec<RawDet>,
+    ) {
+        match family {
             Family::YoloxRaw {
                 num_classes,
                 strides,
             } => {
-                let dets = &mut self.scratch;
                 dets.clear();
                 let grid = decode::YoloxGrid {
                     num_classes: *num_classes,
                     strides,
-                    in_w: self.spec.width,
-                    in_h: self.spec.height,
+                    in_w: spec.width,
+                    in_h: spec.height,
                 };
-                decode::decode_yolox(data, grid, threshold, &self.wanted, dets);
+                decode::decode_yolox(data, grid, threshold, wanted, dets);
                 decode::nms(dets, nms_iou);
                 out.extend_from_slice(dets);
             }
             Family::End2End => decode::decode_end2end(data, threshold, out),
         }
-        for d in &mut out[start..] {
-            d.bbox = lb.to_frame(d.bbox);
-        }
-        Ok(())
     }
 
     /// Pre-processing plus inference on one region.

@@ -4,14 +4,17 @@
 
 use std::path::{Path, PathBuf};
 
-use ort::session::Session;
+use std::sync::Arc;
+
+use crate::sessions::SharedSession;
 use ort::value::{TensorElementType, TensorRef, ValueType};
 
 use super::ocrmodel::{self, PlateOcrConfig, PlateRead};
 use crate::runtime::Provider;
 
 pub struct OcrEngine {
-    session: Session,
+    /// Shared with every element using the same model file and options (see `sessions`).
+    pub session: Arc<SharedSession>,
     pub path: PathBuf,
     pub cfg: PlateOcrConfig,
     plate_output: usize,
@@ -42,7 +45,7 @@ impl OcrEngine {
         provider: Provider,
     ) -> Result<(Self, Option<String>), String> {
         let cfg = PlateOcrConfig::from_file(config).map_err(|e| e.to_string())?;
-        let (session, fallback) = crate::runtime::open_session_on(model, threads, provider)?;
+        let (session, fallback) = crate::sessions::acquire(model, threads, provider)?;
         let bad = |what: String| format!("OCR model {}: {what}", model.display());
 
         let [input] = session.inputs() else {
@@ -151,24 +154,25 @@ impl OcrEngine {
         let shape = self.cfg.input_shape(n);
         let fail = |e: ort::Error| format!("OCR model {}: {e}", self.path.display());
         let input = TensorRef::from_array_view((shape, self.input.as_slice())).map_err(fail)?;
-        let outputs = self
-            .session
-            .run(ort::inputs![input])
-            .map_err(|e| format!("OCR model {}: inference failed: {e}", self.path.display()))?;
-        let (_, plate) = outputs[self.plate_output]
-            .try_extract_tensor::<f32>()
-            .map_err(|e| format!("OCR model {}: `plate` output: {e}", self.path.display()))?;
-        let region = match self.region_output {
-            Some(i) => Some(
-                outputs[i]
-                    .try_extract_tensor::<f32>()
-                    .map_err(|e| {
-                        format!("OCR model {}: `region` output: {e}", self.path.display())
-                    })?
-                    .1,
-            ),
-            None => None,
-        };
-        ocrmodel::decode_batch(plate, region, n, &self.cfg).map_err(|e| e.to_string())
+        let (path, cfg) = (&self.path, &self.cfg);
+        let (plate_output, region_output) = (self.plate_output, self.region_output);
+        self.session.with(|session| {
+            let outputs = session
+                .run(ort::inputs![input])
+                .map_err(|e| format!("OCR model {}: inference failed: {e}", path.display()))?;
+            let (_, plate) = outputs[plate_output]
+                .try_extract_tensor::<f32>()
+                .map_err(|e| format!("OCR model {}: `plate` output: {e}", path.display()))?;
+            let region = match region_output {
+                Some(i) => Some(
+                    outputs[i]
+                        .try_extract_tensor::<f32>()
+                        .map_err(|e| format!("OCR model {}: `region` output: {e}", path.display()))?
+                        .1,
+                ),
+                None => None,
+            };
+            ocrmodel::decode_batch(plate, region, n, cfg).map_err(|e| e.to_string())
+        })?
     }
 }

@@ -262,12 +262,13 @@ impl AlprOcr {
         gst::info!(
             CAT,
             imp = self,
-            "OCR model {} with config {} ({} slots, {}x{} input)",
+            "OCR model {} with config {} ({} slots, {}x{} input, session shared by {} elements)",
             model.display(),
             config.display(),
             engine.cfg.max_plate_slots(),
             engine.cfg.img_width(),
-            engine.cfg.img_height()
+            engine.cfg.img_height(),
+            engine.session.users()
         );
         Ok(engine)
     }
@@ -721,6 +722,11 @@ impl AlprOcr {
             .as_ref()
             .map(|s| (s.counters, s.tracks.open_tracks(), s.tracks.stats()))
             .unwrap_or_default();
+        // Elements in this process sharing the OCR model (0 when stopped), and its pool size.
+        let (users, sessions) = state
+            .as_ref()
+            .map(|s| (s.engine.session.users(), s.engine.session.sessions()))
+            .unwrap_or_default();
         gst::Structure::builder("alprocr-stats")
             .field("merged-tracks", merge.merged)
             .field("dropped-fragments", merge.fragments_dropped)
@@ -737,6 +743,8 @@ impl AlprOcr {
                     0.0
                 },
             )
+            .field("session-users", users as u64)
+            .field("sessions-open", sessions as u64)
             .build()
     }
 }

@@ -170,3 +170,26 @@ pub fn run_to_eos(desc: &str) -> (gst::Pipeline, Vec<String>, Vec<String>) {
     }
     (pipeline, warnings, errors)
 }
+
+/// Waits (up to 20 s) until the element's `stats` field `field` reads `want`: a run still in
+/// flight on another thread briefly holds the shared model too.
+#[track_caller]
+pub fn expect_users(h: &gst_check::Harness, field: &str, want: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let n = h
+            .element()
+            .unwrap()
+            .property::<gst::Structure>("stats")
+            .get::<u64>(field)
+            .unwrap();
+        if n == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{field}: {n}, expected {want}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
