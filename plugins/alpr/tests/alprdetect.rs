@@ -576,3 +576,84 @@ fn two_elements_share_one_session_and_release_it_on_stop() {
         );
     }
 }
+
+/// `buf` with every byte moved by up to +-`amp` (sensor noise; deterministic per `seed`) and
+/// the timestamp of frame `n` at 10 fps.
+fn noisy(buf: &gst::Buffer, amp: i16, seed: u64, n: u64) -> gst::Buffer {
+    let mut out = buf.copy_deep().unwrap();
+    {
+        let b = out.get_mut().unwrap();
+        b.set_pts(gst::ClockTime::from_mseconds(100 * n));
+        let mut map = b.map_writable().unwrap();
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        for v in map.iter_mut() {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            let d = (s % (2 * amp as u64 + 1)) as i16 - amp;
+            *v = (*v as i16 + d).clamp(0, 255) as u8;
+        }
+    }
+    out
+}
+
+/// Idle frames (`motion-threshold`): on a still, noisy scene with nothing in view the detectors
+/// run on the first frame and at the heartbeat only; a car that appears is detected on the very
+/// frame it shows up, and detection goes on while it is unread; once alprocr names it settled
+/// (upstream event), the frames are skipped again. Skipped frames are marked like interval's.
+#[test]
+fn idle_frames_skip_inference_until_something_moves_or_needs_reading() {
+    let mut h = harness(&[("motion-threshold", &8.0f32), ("motion-heartbeat", &1.0f64)]);
+    let (caps, car) = common::decode_image(&common::media("car-still-4XXF538.mp4"), "RGB");
+    let info = gst_video::VideoInfo::from_caps(&caps).unwrap();
+    h.set_src_caps(caps);
+    // The empty scene: the same frame size, a flat road grey.
+    let mut empty = car.copy_deep().unwrap();
+    empty.get_mut().unwrap().map_writable().unwrap().fill(110);
+    let run = |h: &mut gst_check::Harness, b: &gst::Buffer, n: u64| {
+        let out = h.push_and_pull(noisy(b, 6, n + 1, n)).unwrap();
+        let f = AlprFrame::read(&out).unwrap().unwrap();
+        assert_eq!(f.frame_number, n);
+        f
+    };
+    let mut detected = Vec::new();
+    for n in 0..25 {
+        let f = run(&mut h, &empty, n);
+        assert!(f.objects.is_empty());
+        if f.detected {
+            detected.push(n);
+        }
+    }
+    assert_eq!(
+        detected,
+        [0, 10, 20],
+        "first frame and a heartbeat every second"
+    );
+    let stats: gst::Structure = h.element().unwrap().property("stats");
+    assert_eq!(stats.get::<u64>("idle-frames").unwrap(), 22);
+    assert_eq!(stats.get::<u64>("detected-frames").unwrap(), 3);
+
+    // A car drives in: detected on its first frame, and on every frame while unread.
+    let mut boxes = Vec::new();
+    for n in 25..30 {
+        let f = run(&mut h, &car, n);
+        assert!(f.detected, "frame {n} with an unread car");
+        assert!(f.vehicles().count() > 0, "frame {n}: the car is found");
+        boxes = f.objects.iter().map(|o| (o.id as u64, o.bbox)).collect();
+    }
+    // alprocr read it: its settled event covers what is in view.
+    let settled = gstalpr::meta::Settled {
+        pts: Some(gst::ClockTime::from_mseconds(2900)),
+        width: info.width(),
+        height: info.height(),
+        vehicles: boxes,
+        plates: Vec::new(),
+    };
+    assert!(h.push_upstream_event(settled.to_event()));
+    let mut pattern = Vec::new();
+    for n in 30..36 {
+        pattern.push(run(&mut h, &car, n).detected);
+    }
+    // Frame 30 still runs (it decides on frame 29's unread state) and sees everything read.
+    assert_eq!(pattern, [true, false, false, false, false, false]);
+}

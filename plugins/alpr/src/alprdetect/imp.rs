@@ -8,10 +8,11 @@ use gst_base::subclass::prelude::*;
 
 use super::AlprPlateMode;
 use super::engine::{Engine, EngineConfig};
+use super::idle::{Decision, IdleConfig, IdleGate};
 use super::model::Detector;
 use super::preprocess::{Layout, YuvMatrix};
-use crate::meta::AlprFrame;
 use crate::meta::Settled;
+use crate::meta::{AlprFrame, BBox};
 use crate::models;
 use crate::runtime::Provider;
 
@@ -31,6 +32,9 @@ const DEFAULT_INTERVAL: u32 = 1;
 const DEFAULT_MAX_VEHICLE_CROPS: u32 = 8;
 const DEFAULT_MIN_VEHICLE_WIDTH: u32 = 100;
 const DEFAULT_SKIP_SETTLED: bool = true;
+/// Off: every frame runs the detectors unless `interval` says otherwise.
+const DEFAULT_MOTION_THRESHOLD: f32 = 0.0;
+const DEFAULT_MOTION_HEARTBEAT: f64 = 2.0;
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -46,6 +50,8 @@ struct Settings {
     max_vehicle_crops: u32,
     min_vehicle_width: u32,
     skip_settled: bool,
+    motion_threshold: f32,
+    motion_heartbeat: f64,
     metrics_address: Option<String>,
 }
 
@@ -64,6 +70,8 @@ impl Default for Settings {
             max_vehicle_crops: DEFAULT_MAX_VEHICLE_CROPS,
             min_vehicle_width: DEFAULT_MIN_VEHICLE_WIDTH,
             skip_settled: DEFAULT_SKIP_SETTLED,
+            motion_threshold: DEFAULT_MOTION_THRESHOLD,
+            motion_heartbeat: DEFAULT_MOTION_HEARTBEAT,
             metrics_address: None,
         }
     }
@@ -78,6 +86,13 @@ impl Settings {
             plate_mode: self.plate_mode.into(),
             max_vehicle_crops: self.max_vehicle_crops as usize,
             min_vehicle_width: self.min_vehicle_width as f32,
+        }
+    }
+
+    fn idle_config(&self) -> IdleConfig {
+        IdleConfig {
+            threshold: self.motion_threshold,
+            heartbeat: std::time::Duration::from_secs_f64(self.motion_heartbeat),
         }
     }
 }
@@ -95,6 +110,7 @@ struct State {
     info: Option<gst_video::VideoInfo>,
     layout: Option<(Layout, YuvMatrix)>,
     frame: AlprFrame,
+    idle: IdleGate,
     counters: Counters,
     series: crate::metrics::ElementSeries,
 }
@@ -166,9 +182,9 @@ impl AlprDetect {
 
     fn stats(&self) -> gst::Structure {
         let state = self.state.lock().unwrap();
-        let (c, t) = state
+        let (c, t, idle_skipped) = state
             .as_ref()
-            .map(|s| (s.counters, s.engine.times))
+            .map(|s| (s.counters, s.engine.times, s.idle.skipped))
             .unwrap_or_default();
         // Elements in this process sharing each model (0 when stopped), and its pool size.
         let (vehicle_users, plate_users, sessions) = state
@@ -187,6 +203,7 @@ impl AlprDetect {
         gst::Structure::builder("alprdetect-stats")
             .field("frames", c.frames)
             .field("detected-frames", c.detected_frames)
+            .field("idle-frames", idle_skipped)
             .field("vehicles", c.vehicles)
             .field("plates", c.plates)
             .field("model-inputs", t.model_inputs)
@@ -323,6 +340,32 @@ impl ObjectImpl for AlprDetect {
                     .default_value(DEFAULT_SKIP_SETTLED)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecFloat::builder("motion-threshold")
+                    .nick("Motion threshold")
+                    .blurb(
+                        "Idle frames: skip inference on a frame when no part of it (cells of a \
+                         64-cell-wide grey thumbnail, noise averaged out) changed by more than \
+                         this many grey levels (0-255) since the last detected frame and \
+                         everything then in view was read (alprocr's settled vehicles); skipped \
+                         frames are marked detected=false like interval's. 0 = off; 8 suits \
+                         most cameras",
+                    )
+                    .minimum(0.0)
+                    .maximum(255.0)
+                    .default_value(DEFAULT_MOTION_THRESHOLD)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecDouble::builder("motion-heartbeat")
+                    .nick("Motion heartbeat")
+                    .blurb(
+                        "Idle frames: run the detectors at least this often (seconds of stream \
+                         time) on a still scene anyway",
+                    )
+                    .minimum(0.0)
+                    .maximum(3600.0)
+                    .default_value(DEFAULT_MOTION_HEARTBEAT)
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecString::builder("metrics-address")
                     .nick("Metrics address")
                     .blurb(
@@ -376,6 +419,8 @@ impl ObjectImpl for AlprDetect {
             "max-vehicle-crops" => set!(max_vehicle_crops, u32),
             "min-vehicle-width" => set!(min_vehicle_width, u32),
             "skip-settled" => set!(skip_settled, bool),
+            "motion-threshold" => set!(motion_threshold, f32),
+            "motion-heartbeat" => set!(motion_heartbeat, f64),
             "metrics-address" => set!(metrics_address, Option<String>),
             other => unreachable!("unknown property {other}"),
         }
@@ -399,6 +444,8 @@ impl ObjectImpl for AlprDetect {
             "max-vehicle-crops" => s.max_vehicle_crops.to_value(),
             "min-vehicle-width" => s.min_vehicle_width.to_value(),
             "skip-settled" => s.skip_settled.to_value(),
+            "motion-threshold" => s.motion_threshold.to_value(),
+            "motion-heartbeat" => s.motion_heartbeat.to_value(),
             "metrics-address" => s.metrics_address.to_value(),
             other => unreachable!("unknown property {other}"),
         }
@@ -443,6 +490,7 @@ impl BaseTransformImpl for AlprDetect {
             info: None,
             layout: None,
             frame: AlprFrame::default(),
+            idle: IdleGate::default(),
             counters: Counters::default(),
             series: crate::metrics::ElementSeries::new(&self.obj().name()),
         });
@@ -490,8 +538,9 @@ impl BaseTransformImpl for AlprDetect {
             gst::trace!(
                 CAT,
                 imp = self,
-                "{} settled vehicles at {:?}",
+                "{} settled vehicles, {} settled plates at {:?}",
                 settled.vehicles.len(),
+                settled.plates.len(),
                 settled.pts
             );
             *self.settled.lock().unwrap() = Some(settled);
@@ -508,6 +557,7 @@ impl BaseTransformImpl for AlprDetect {
         ) {
             if let Some(state) = self.state.lock().unwrap().as_mut() {
                 state.engine.forget_settled();
+                state.idle.reset();
             }
             *self.settled.lock().unwrap() = None;
         }
@@ -527,15 +577,21 @@ impl BaseTransformImpl for AlprDetect {
         gst::debug!(CAT, imp = self, "negotiated {incaps}");
         state.info = Some(info);
         state.layout = Some(layout);
+        state.idle.reset();
         Ok(())
     }
 
     fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
         let cfg = {
             let s = self.settings.lock().unwrap();
-            (s.engine_config(), s.interval.max(1) as u64, s.skip_settled)
+            (
+                s.engine_config(),
+                s.interval.max(1) as u64,
+                s.skip_settled,
+                s.idle_config(),
+            )
         };
-        let (engine_cfg, interval, skip_settled) = cfg;
+        let (engine_cfg, interval, skip_settled, idle_cfg) = cfg;
         let mut guard = self.state.lock().unwrap();
         let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
         let (Some(info), Some((layout, matrix))) = (state.info.as_ref(), state.layout) else {
@@ -551,9 +607,8 @@ impl BaseTransformImpl for AlprDetect {
         let frame_number = state.counters.frames;
         state.counters.frames += 1;
         state.series.frames.inc();
-        let detect = frame_number % interval == 0;
+        let mut detect = frame_number % interval == 0;
         state.frame.frame_number = frame_number;
-        state.frame.detected = detect;
         state.frame.width = info.width();
         state.frame.height = info.height();
         state.frame.ended_tracks.clear();
@@ -574,32 +629,63 @@ impl BaseTransformImpl for AlprDetect {
                     gst::FlowError::Error
                 })?;
             let view = crate::video::frame_view(&vframe, layout, matrix);
-            state.engine.cfg = engine_cfg;
-            state.engine.settled.clear();
-            if skip_settled
-                && let Some(s) = self.settled.lock().unwrap().as_ref()
-                && s.usable_for(info.width(), info.height(), buf.pts())
-            {
-                state.engine.settled.extend_from_slice(&s.vehicles);
-            }
-            let State { engine, frame, .. } = state;
-            if let Err(e) = engine.run(&view, &mut frame.objects) {
+            let pts = buf
+                .pts()
+                .map(|t| std::time::Duration::from_nanos(t.nseconds()));
+            let fps = info.fps();
+            let fps = if fps.denom() > 0 {
+                fps.numer() as f64 / fps.denom() as f64
+            } else {
+                0.0
+            };
+            let decision = state.idle.decide(&idle_cfg, &view, pts, fps);
+            gst::trace!(CAT, imp = self, "frame {frame_number}: {decision:?}");
+            if decision == Decision::Skip {
+                detect = false;
+            } else {
+                let (settled_vehicles, settled_plates): (Vec<BBox>, Vec<BBox>) = self
+                    .settled
+                    .lock()
+                    .unwrap()
+                    .as_ref()
+                    .filter(|s| s.usable_for(info.width(), info.height(), buf.pts()))
+                    .map(|s| {
+                        (
+                            s.vehicles.iter().map(|v| v.1).collect(),
+                            s.plates.iter().map(|p| p.1).collect(),
+                        )
+                    })
+                    .unwrap_or_default();
+                state.engine.cfg = engine_cfg;
+                state.engine.settled.clear();
+                if skip_settled
+                    && let Some(s) = self.settled.lock().unwrap().as_ref()
+                    && s.usable_for(info.width(), info.height(), buf.pts())
+                {
+                    state.engine.settled.extend_from_slice(&s.vehicles);
+                }
+                let State { engine, frame, .. } = state;
+                if let Err(e) = engine.run(&view, &mut frame.objects) {
+                    drop(vframe);
+                    drop(guard);
+                    gst::element_imp_error!(self, gst::StreamError::Failed, ("{e}"));
+                    return Err(gst::FlowError::Error);
+                }
                 drop(vframe);
-                drop(guard);
-                gst::element_imp_error!(self, gst::StreamError::Failed, ("{e}"));
-                return Err(gst::FlowError::Error);
+                let vehicles: Vec<BBox> = state.frame.vehicles().map(|o| o.bbox).collect();
+                let plates: Vec<BBox> = state.frame.plates().map(|o| o.bbox).collect();
+                let unread =
+                    !super::idle::all_read(&vehicles, &plates, &settled_vehicles, &settled_plates);
+                state.idle.detected(pts, unread);
+                state.counters.detected_frames += 1;
+                let (nv, np) = (vehicles.len() as u64, plates.len() as u64);
+                state.counters.vehicles += nv;
+                state.counters.plates += np;
+                state.series.vehicles.inc_by(nv);
+                state.series.plates.inc_by(np);
             }
-            drop(vframe);
-            state.counters.detected_frames += 1;
-            let (nv, np) = (
-                state.frame.vehicles().count() as u64,
-                state.frame.plates().count() as u64,
-            );
-            state.counters.vehicles += nv;
-            state.counters.plates += np;
-            state.series.vehicles.inc_by(nv);
-            state.series.plates.inc_by(np);
         }
+        state.frame.detected = detect;
         state
             .series
             .processing

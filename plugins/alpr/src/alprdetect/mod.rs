@@ -6,6 +6,7 @@ use gst::prelude::*;
 
 pub mod decode;
 pub mod engine;
+pub mod idle;
 mod imp;
 pub mod model;
 pub mod preprocess;

@@ -355,8 +355,9 @@ impl AlprOcr {
         }
     }
 
-    /// The upstream event naming this frame's vehicles whose plates are settled: sent while
-    /// there are any, and once, empty, when the last one is gone.
+    /// The upstream event naming this frame's vehicles whose plates are settled, and its settled
+    /// plates tracked without a vehicle: sent while there are any, and once, empty, when the last
+    /// one is gone.
     fn settled_event(
         state: &mut State,
         frame: &AlprFrame,
@@ -391,10 +392,24 @@ impl AlprOcr {
                 })
                 .map(|v| (v.track_id, v.bbox)),
         );
-        if settled.vehicles.is_empty() && !state.settled_sent {
+        // Plates tracked on their own (no vehicle track carries them: a car the vehicle model
+        // misses or does not confirm) whose text is settled.
+        settled.plates.clear();
+        settled.plates.extend(
+            frame
+                .plates()
+                .filter(|p| {
+                    p.track_id != 0
+                        && !frame.vehicles().any(|v| v.track_id == p.track_id)
+                        && state.tracks.is_settled(p.track_id)
+                })
+                .map(|p| (p.track_id, p.bbox)),
+        );
+        let any = !settled.vehicles.is_empty() || !settled.plates.is_empty();
+        if !any && !state.settled_sent {
             return None;
         }
-        state.settled_sent = !settled.vehicles.is_empty();
+        state.settled_sent = any;
         settled.pts = pts;
         settled.width = frame.width;
         settled.height = frame.height;

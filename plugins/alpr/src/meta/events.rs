@@ -38,8 +38,10 @@ pub fn ended_tracks_of(event: &gst::EventRef) -> Option<Vec<u64>> {
 /// `settle-reads`) or that were searched in vain for a while (`settle-unread`).
 /// Fields: `width` and `height` (guint, the frame's size), `pts` (guint64, absent without a
 /// timestamp), `tracks` (array of guint64, the vehicles' track ids) and `boxes` (array of
-/// gfloat, x, y, w, h per vehicle, in frame pixels). alprdetect stops searching those vehicles
-/// for plates.
+/// gfloat, x, y, w, h per vehicle, in frame pixels); `plate-tracks` and `plate-boxes` the same
+/// for plates tracked on their own (no vehicle around them) whose text is settled (absent: none).
+/// alprdetect stops searching those vehicles for plates, and counts everything they cover as
+/// read for its idle frames (`motion-threshold`).
 pub const SETTLED_EVENT: &str = "alpr-plates-settled";
 
 /// The vehicles of one frame whose plates are read (see [`SETTLED_EVENT`]).
@@ -50,24 +52,61 @@ pub struct Settled {
     pub height: u32,
     /// Track id and box of each vehicle.
     pub vehicles: Vec<(u64, BBox)>,
+    /// Track id and box of each settled plate tracked without a vehicle.
+    pub plates: Vec<(u64, BBox)>,
+}
+
+/// `(ids, flat boxes)` arrays of a track list.
+fn to_arrays(list: &[(u64, BBox)]) -> (gst::Array, gst::Array) {
+    let tracks = gst::Array::new(list.iter().map(|v| v.0.to_send_value()));
+    let boxes = gst::Array::new(
+        list.iter()
+            .flat_map(|(_, b)| [b.x, b.y, b.w, b.h])
+            .map(|v| v.to_send_value()),
+    );
+    (tracks, boxes)
+}
+
+/// The track list in fields `tracks_field` and `boxes_field`; `None` when malformed.
+fn from_arrays(
+    s: &gst::StructureRef,
+    tracks_field: &str,
+    boxes_field: &str,
+) -> Option<Vec<(u64, BBox)>> {
+    let flat: Vec<f32> = s
+        .get::<gst::Array>(boxes_field)
+        .ok()?
+        .iter()
+        .filter_map(|v| v.get::<f32>().ok())
+        .collect();
+    let tracks = s.get::<gst::Array>(tracks_field).ok()?;
+    if flat.len() != 4 * tracks.len() {
+        return None;
+    }
+    tracks
+        .iter()
+        .zip(flat.chunks_exact(4))
+        .map(|(t, c)| {
+            let id = t.get::<u64>().ok()?;
+            Some((id, BBox::new(c[0], c[1], c[2], c[3])))
+        })
+        .collect()
 }
 
 impl Settled {
     pub fn to_event(&self) -> gst::Event {
-        let tracks = gst::Array::new(self.vehicles.iter().map(|v| v.0.to_send_value()));
-        let boxes = gst::Array::new(
-            self.vehicles
-                .iter()
-                .flat_map(|(_, b)| [b.x, b.y, b.w, b.h])
-                .map(|v| v.to_send_value()),
-        );
-        let s = gst::Structure::builder(SETTLED_EVENT)
+        let (tracks, boxes) = to_arrays(&self.vehicles);
+        let mut b = gst::Structure::builder(SETTLED_EVENT)
             .field("width", self.width)
             .field("height", self.height)
             .field_if_some("pts", self.pts.map(|t| t.nseconds()))
             .field("tracks", tracks)
-            .field("boxes", boxes)
-            .build();
+            .field("boxes", boxes);
+        if !self.plates.is_empty() {
+            let (tracks, boxes) = to_arrays(&self.plates);
+            b = b.field("plate-tracks", tracks).field("plate-boxes", boxes);
+        }
+        let s = b.build();
         gst::event::CustomUpstream::new(s)
     }
 
@@ -91,28 +130,17 @@ impl Settled {
         if s.name() != SETTLED_EVENT {
             return None;
         }
-        let flat: Vec<f32> = s
-            .get::<gst::Array>("boxes")
-            .ok()?
-            .iter()
-            .filter_map(|v| v.get::<f32>().ok())
-            .collect();
-        let tracks = s.get::<gst::Array>("tracks").ok()?;
-        if flat.len() != 4 * tracks.len() {
-            return None;
-        }
+        let plates = if s.has_field("plate-tracks") {
+            from_arrays(s, "plate-tracks", "plate-boxes")?
+        } else {
+            Vec::new()
+        };
         Some(Settled {
             pts: s.get::<u64>("pts").ok().map(gst::ClockTime::from_nseconds),
             width: s.get("width").ok()?,
             height: s.get("height").ok()?,
-            vehicles: tracks
-                .iter()
-                .zip(flat.chunks_exact(4))
-                .map(|(t, c)| {
-                    let id = t.get::<u64>().ok()?;
-                    Some((id, BBox::new(c[0], c[1], c[2], c[3])))
-                })
-                .collect::<Option<_>>()?,
+            vehicles: from_arrays(s, "tracks", "boxes")?,
+            plates,
         })
     }
 }
@@ -142,6 +170,7 @@ mod tests {
                 (3, BBox::new(1.0, 2.0, 300.0, 200.0)),
                 (9, BBox::new(5.5, 6.0, 7.0, 8.0)),
             ],
+            plates: vec![(1 << 40, BBox::new(600.0, 400.0, 80.0, 20.0))],
         };
         let ev = s.to_event();
         assert_eq!(ev.type_(), gst::EventType::CustomUpstream);
@@ -149,6 +178,7 @@ mod tests {
         let none = Settled {
             pts: None,
             vehicles: vec![],
+            plates: vec![],
             ..s
         };
         assert_eq!(Settled::of(&none.to_event()), Some(none));
