@@ -181,7 +181,7 @@ impl AlprDetect {
     }
 
     fn stats(&self) -> gst::Structure {
-        let state = self.state.lock().unwrap();
+        let state = crate::lock(&self.state);
         let (c, t, idle_skipped) = state
             .as_ref()
             .map(|s| (s.counters, s.engine.times, s.idle.skipped))
@@ -391,7 +391,7 @@ impl ObjectImpl for AlprDetect {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
-        let mut s = self.settings.lock().unwrap();
+        let mut s = crate::lock(&self.settings);
         macro_rules! set {
             ($field:ident, $ty:ty) => {{
                 let new: $ty = value.get().expect("type checked upstream");
@@ -430,7 +430,7 @@ impl ObjectImpl for AlprDetect {
         if pspec.name() == "stats" {
             return self.stats().to_value();
         }
-        let s = self.settings.lock().unwrap();
+        let s = crate::lock(&self.settings);
         match pspec.name() {
             "vehicle-model" => s.vehicle_model.to_value(),
             "plate-model" => s.plate_model.to_value(),
@@ -482,10 +482,10 @@ impl BaseTransformImpl for AlprDetect {
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = true;
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
-        let settings = self.settings.lock().unwrap().clone();
+        let settings = crate::lock(&self.settings).clone();
         let engine = self.load_engine(&settings)?;
         crate::metrics::start_for(self.obj().upcast_ref(), settings.metrics_address.as_deref());
-        *self.state.lock().unwrap() = Some(State {
+        *crate::lock(&self.state) = Some(State {
             engine,
             info: None,
             layout: None,
@@ -494,12 +494,12 @@ impl BaseTransformImpl for AlprDetect {
             counters: Counters::default(),
             series: crate::metrics::ElementSeries::new(&self.obj().name()),
         });
-        *self.settled.lock().unwrap() = None;
+        *crate::lock(&self.settled) = None;
         Ok(())
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
-        if let Some(state) = self.state.lock().unwrap().take() {
+        if let Some(state) = crate::lock(&self.state).take() {
             let c = state.counters;
             gst::info!(
                 CAT,
@@ -543,7 +543,7 @@ impl BaseTransformImpl for AlprDetect {
                 settled.plates.len(),
                 settled.pts
             );
-            *self.settled.lock().unwrap() = Some(settled);
+            *crate::lock(&self.settled) = Some(settled);
             // Meant for the detector; elements further upstream have no use for it.
             return true;
         }
@@ -555,11 +555,11 @@ impl BaseTransformImpl for AlprDetect {
             event.view(),
             gst::EventView::FlushStop(_) | gst::EventView::StreamStart(_)
         ) {
-            if let Some(state) = self.state.lock().unwrap().as_mut() {
+            if let Some(state) = crate::lock(&self.state).as_mut() {
                 state.engine.forget_settled();
                 state.idle.reset();
             }
-            *self.settled.lock().unwrap() = None;
+            *crate::lock(&self.settled) = None;
         }
         self.parent_sink_event(event)
     }
@@ -570,7 +570,7 @@ impl BaseTransformImpl for AlprDetect {
         let layout = crate::video::layout_of(&info).ok_or_else(|| {
             gst::loggable_error!(CAT, "unsupported video format {}", info.format().to_str())
         })?;
-        let mut state = self.state.lock().unwrap();
+        let mut state = crate::lock(&self.state);
         let state = state
             .as_mut()
             .ok_or_else(|| gst::loggable_error!(CAT, "caps set before the element started"))?;
@@ -583,7 +583,7 @@ impl BaseTransformImpl for AlprDetect {
 
     fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
         let cfg = {
-            let s = self.settings.lock().unwrap();
+            let s = crate::lock(&self.settings);
             (
                 s.engine_config(),
                 s.interval.max(1) as u64,
@@ -592,7 +592,7 @@ impl BaseTransformImpl for AlprDetect {
             )
         };
         let (engine_cfg, interval, skip_settled, idle_cfg) = cfg;
-        let mut guard = self.state.lock().unwrap();
+        let mut guard = crate::lock(&self.state);
         let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
         let (Some(info), Some((layout, matrix))) = (state.info.as_ref(), state.layout) else {
             gst::element_imp_error!(
@@ -643,23 +643,21 @@ impl BaseTransformImpl for AlprDetect {
             if decision == Decision::Skip {
                 detect = false;
             } else {
-                let (settled_vehicles, settled_plates): (Vec<BBox>, Vec<BBox>) = self
-                    .settled
-                    .lock()
-                    .unwrap()
-                    .as_ref()
-                    .filter(|s| s.usable_for(info.width(), info.height(), buf.pts()))
-                    .map(|s| {
-                        (
-                            s.vehicles.iter().map(|v| v.1).collect(),
-                            s.plates.iter().map(|p| p.1).collect(),
-                        )
-                    })
-                    .unwrap_or_default();
+                let (settled_vehicles, settled_plates): (Vec<BBox>, Vec<BBox>) =
+                    crate::lock(&self.settled)
+                        .as_ref()
+                        .filter(|s| s.usable_for(info.width(), info.height(), buf.pts()))
+                        .map(|s| {
+                            (
+                                s.vehicles.iter().map(|v| v.1).collect(),
+                                s.plates.iter().map(|p| p.1).collect(),
+                            )
+                        })
+                        .unwrap_or_default();
                 state.engine.cfg = engine_cfg;
                 state.engine.settled.clear();
                 if skip_settled
-                    && let Some(s) = self.settled.lock().unwrap().as_ref()
+                    && let Some(s) = crate::lock(&self.settled).as_ref()
                     && s.usable_for(info.width(), info.height(), buf.pts())
                 {
                     state.engine.settled.extend_from_slice(&s.vehicles);

@@ -8,6 +8,7 @@ pub mod engine;
 mod imp;
 pub mod ocrmodel;
 mod places;
+mod settings;
 pub mod tracks;
 pub mod vehicles;
 pub mod vote;

@@ -81,7 +81,7 @@ pub struct AlprTrack {
 
 impl AlprTrack {
     fn new_state(&self, fps: f32) -> State {
-        let settings = *self.settings.lock().unwrap();
+        let settings = *crate::lock(&self.settings);
         State {
             tracker: FrameTracker::with_gates(
                 settings.config(fps),
@@ -98,7 +98,7 @@ impl AlprTrack {
 
     /// Ends every open track and tells downstream with a custom event.
     fn end_all_tracks(&self) {
-        let ended = match self.state.lock().unwrap().as_mut() {
+        let ended = match crate::lock(&self.state).as_mut() {
             Some(s) => s.tracker.finish(),
             None => return,
         };
@@ -194,7 +194,7 @@ impl ObjectImpl for AlprTrack {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
-        let mut s = self.settings.lock().unwrap();
+        let mut s = crate::lock(&self.settings);
         macro_rules! set {
             ($field:ident, $ty:ty) => {{
                 let new: $ty = value.get().expect("type checked upstream");
@@ -221,7 +221,7 @@ impl ObjectImpl for AlprTrack {
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
-        let s = *self.settings.lock().unwrap();
+        let s = *crate::lock(&self.settings);
         match pspec.name() {
             "track-thresh" => s.track_thresh.to_value(),
             "low-thresh" => s.low_thresh.to_value(),
@@ -230,7 +230,7 @@ impl ObjectImpl for AlprTrack {
             "track-buffer" => s.track_buffer.to_value(),
             "plate-motion-gate" => s.plate_motion_gate.to_value(),
             "stats" => {
-                let state = self.state.lock().unwrap();
+                let state = crate::lock(&self.state);
                 let (frames, started) = state
                     .as_ref()
                     .map(|s| (s.frames, s.tracks_started))
@@ -279,12 +279,12 @@ impl BaseTransformImpl for AlprTrack {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         crate::metrics::start_for(self.obj().upcast_ref(), None);
         self.reader.reset();
-        *self.state.lock().unwrap() = Some(self.new_state(FALLBACK_FPS));
+        *crate::lock(&self.state) = Some(self.new_state(FALLBACK_FPS));
         Ok(())
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
-        if let Some(s) = self.state.lock().unwrap().take() {
+        if let Some(s) = crate::lock(&self.state).take() {
             gst::info!(
                 CAT,
                 imp = self,
@@ -303,7 +303,7 @@ impl BaseTransformImpl for AlprTrack {
             .filter(|f| f.numer() > 0 && f.denom() > 0)
             .map(|f| f.numer() as f32 / f.denom() as f32)
             .unwrap_or(FALLBACK_FPS);
-        let mut state = self.state.lock().unwrap();
+        let mut state = crate::lock(&self.state);
         if let Some(s) = state.as_mut()
             && (s.fps - fps).abs() > 1e-3
         {
@@ -312,7 +312,7 @@ impl BaseTransformImpl for AlprTrack {
             // a discontinuity ends them on their own.
             gst::debug!(CAT, imp = self, "frame rate {fps:.2} fps");
             s.fps = fps;
-            let settings = *self.settings.lock().unwrap();
+            let settings = *crate::lock(&self.settings);
             s.tracker
                 .reconfigure(settings.config(fps), 0.0, settings.plate_motion_gate);
         }
@@ -325,7 +325,7 @@ impl BaseTransformImpl for AlprTrack {
             // stream's tracks end before it starts.
             gst::EventView::Eos(_) | gst::EventView::StreamStart(_) => self.end_all_tracks(),
             gst::EventView::FlushStop(_) => {
-                if let Some(s) = self.state.lock().unwrap().as_mut() {
+                if let Some(s) = crate::lock(&self.state).as_mut() {
                     s.tracker.reset();
                 }
             }
@@ -339,7 +339,7 @@ impl BaseTransformImpl for AlprTrack {
             return Ok(gst::FlowSuccess::Ok);
         };
 
-        let mut state = self.state.lock().unwrap();
+        let mut state = crate::lock(&self.state);
         let state = state.as_mut().ok_or(gst::FlowError::Flushing)?;
         if buf.flags().contains(gst::BufferFlags::DISCONT) && state.frames > 0 {
             // A jump in the stream: motion across it means nothing, so end every track here.
