@@ -104,7 +104,7 @@ fn main() {
 
     let rss0 = rss_kib();
     let t0 = Instant::now();
-    let wl = Watchlists::parse(&[("bench.csv".into(), csv)], 1.0).expect("the list parses");
+    let wl = Watchlists::parse(&[("bench.csv".into(), csv)], &1.0.into()).expect("the list parses");
     let load = t0.elapsed();
     let rss1 = rss_kib();
 

@@ -281,6 +281,30 @@ fn missing_empty_or_bad_lists_at_start_are_clear_errors() {
     assert!(e.contains("property `lists`"), "{e}");
 }
 
+/// `list-max-distance`: a list's own default for entries with an empty max_distance; a bad
+/// spec stops the start with an error naming the property.
+#[test]
+fn per_list_default_distances() {
+    let dir = tempfile::tempdir().unwrap();
+    let lists = write(
+        dir.path(),
+        "l.csv",
+        &format!("{HEADER}hot,AB123,h,,\ngate,AB123,g,,\n"),
+    );
+    // One ordinary substitution (1.0): beyond max-distance 0.6, within gate's 1.0.
+    let mut w = watch(&format!(
+        "lists={} list-max-distance=gate=1.0",
+        lists.display()
+    ));
+    let (a, _) = w.push(&[plate("a", 0, "AB124")]);
+    assert_eq!(summary(&a), vec![(AlertStatus::New, "gate", "AB123")]);
+    let e = start_error(&format!(
+        "lists={} list-max-distance=gate=lots",
+        lists.display()
+    ));
+    assert!(e.contains("property `list-max-distance`"), "{e}");
+}
+
 #[test]
 fn new_alerts_are_counted_by_list_and_camera() {
     let dir = tempfile::tempdir().unwrap();

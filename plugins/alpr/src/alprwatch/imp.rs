@@ -8,7 +8,7 @@ use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
 
 use super::alerts::AlertTracker;
-use super::lists::Watchlists;
+use super::lists::{MaxDefaults, Watchlists};
 use super::reload::{self, ListFiles};
 use crate::event;
 use crate::lock;
@@ -32,6 +32,7 @@ const DEFAULT_RELOAD_INTERVAL: u32 = 1000;
 struct Settings {
     lists: Option<String>,
     max_distance: f64,
+    list_max_distance: Option<String>,
     reload_interval: u32,
 }
 
@@ -40,6 +41,7 @@ impl Default for Settings {
         Settings {
             lists: None,
             max_distance: DEFAULT_MAX_DISTANCE,
+            list_max_distance: None,
             reload_interval: DEFAULT_RELOAD_INTERVAL,
         }
     }
@@ -58,7 +60,7 @@ struct Counters {
 struct State {
     lists: Arc<Watchlists>,
     files: ListFiles,
-    max_distance: f32,
+    defaults: MaxDefaults,
     tracker: AlertTracker,
     counters: Counters,
 }
@@ -98,6 +100,15 @@ impl ObjectImpl for AlprWatch {
                     .minimum(0.0)
                     .maximum(super::lists::MAX_DISTANCE_LIMIT as f64)
                     .default_value(DEFAULT_MAX_DISTANCE)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("list-max-distance")
+                    .nick("Maximum distance per list")
+                    .blurb(
+                        "Per-list defaults for entries with an empty max_distance, \
+                         `list=distance,...` (e.g. gate=0,hot=1.2); lists not named use \
+                         max-distance",
+                    )
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("reload-interval")
@@ -146,6 +157,16 @@ impl ObjectImpl for AlprWatch {
                 );
                 s.max_distance = v;
             }
+            "list-max-distance" => {
+                let v: Option<String> = value.get().expect("type checked upstream");
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "Changing list-max-distance from {:?} to {v:?}",
+                    s.list_max_distance
+                );
+                s.list_max_distance = v;
+            }
             "reload-interval" => {
                 let v: u32 = value.get().expect("type checked upstream");
                 gst::info!(
@@ -168,6 +189,7 @@ impl ObjectImpl for AlprWatch {
         match pspec.name() {
             "lists" => s.lists.to_value(),
             "max-distance" => s.max_distance.to_value(),
+            "list-max-distance" => s.list_max_distance.to_value(),
             "reload-interval" => s.reload_interval.to_value(),
             other => unreachable!("unknown property {other}"),
         }
@@ -229,7 +251,7 @@ impl AlprWatch {
             return;
         }
         let started = Instant::now();
-        match Watchlists::load(state.files.paths(), state.max_distance) {
+        match Watchlists::load(state.files.paths(), &state.defaults) {
             Ok(wl) => {
                 gst::info!(
                     CAT,
@@ -268,7 +290,17 @@ impl BaseTransformImpl for AlprWatch {
         let interval =
             (s.reload_interval > 0).then(|| Duration::from_millis(u64::from(s.reload_interval)));
         let files = ListFiles::new(paths, interval);
-        let lists = Watchlists::load(files.paths(), s.max_distance as f32).map_err(|e| {
+        let defaults = MaxDefaults::parse(
+            s.max_distance as f32,
+            s.list_max_distance.as_deref().unwrap_or(""),
+        )
+        .map_err(|e| {
+            gst::error_msg!(
+                gst::LibraryError::Settings,
+                ("property `list-max-distance`: {e}")
+            )
+        })?;
+        let lists = Watchlists::load(files.paths(), &defaults).map_err(|e| {
             gst::error_msg!(gst::ResourceError::OpenRead, ("property `lists`: {e}"))
         })?;
         gst::info!(
@@ -281,7 +313,7 @@ impl BaseTransformImpl for AlprWatch {
         *lock(&self.state) = Some(State {
             lists: Arc::new(lists),
             files,
-            max_distance: s.max_distance as f32,
+            defaults,
             tracker: AlertTracker::default(),
             counters: Counters::default(),
         });

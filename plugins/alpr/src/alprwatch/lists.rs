@@ -221,10 +221,59 @@ fn parse_expires(s: &str) -> Result<i64, String> {
         .map_err(|e| format!("expires {s:?} is not an RFC 3339 time (2026-12-31T23:59:59Z): {e}"))
 }
 
+/// The maximum distance of entries whose `max_distance` column is empty: per list where given
+/// (property `list-max-distance`), else the element's `max-distance`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MaxDefaults {
+    pub global: f32,
+    pub lists: HashMap<String, f32>,
+}
+
+impl From<f32> for MaxDefaults {
+    fn from(global: f32) -> Self {
+        MaxDefaults {
+            global,
+            lists: HashMap::new(),
+        }
+    }
+}
+
+impl MaxDefaults {
+    /// `global` and a `list=distance,list=distance` spec (empty: none).
+    pub fn parse(global: f32, spec: &str) -> Result<Self, String> {
+        let mut d = MaxDefaults::from(global);
+        for item in spec.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let (list, value) = item
+                .split_once('=')
+                .map(|(l, v)| (l.trim(), v.trim()))
+                .filter(|(l, _)| !l.is_empty())
+                .ok_or_else(|| format!("{item:?}: expected list=distance"))?;
+            let v = value
+                .parse::<f32>()
+                .ok()
+                .filter(|v| (0.0..=MAX_DISTANCE_LIMIT).contains(v))
+                .ok_or_else(|| {
+                    format!(
+                        "{item:?}: the distance must be a number from 0 to {MAX_DISTANCE_LIMIT}"
+                    )
+                })?;
+            if d.lists.insert(list.to_string(), v).is_some() {
+                return Err(format!("list {list:?} is given twice"));
+            }
+        }
+        Ok(d)
+    }
+
+    /// The default of `list`.
+    pub fn of(&self, list: &str) -> f32 {
+        self.lists.get(list).copied().unwrap_or(self.global)
+    }
+}
+
 impl Watchlists {
-    /// Reads and parses every file of `paths` (in order); `default_max` is the maximum
+    /// Reads and parses every file of `paths` (in order); `defaults` gives the maximum
     /// distance of entries whose column is empty.
-    pub fn load<P: AsRef<Path>>(paths: &[P], default_max: f32) -> Result<Self, ListError> {
+    pub fn load<P: AsRef<Path>>(paths: &[P], defaults: &MaxDefaults) -> Result<Self, ListError> {
         let mut texts = Vec::with_capacity(paths.len());
         for p in paths {
             let name = p.as_ref().display().to_string();
@@ -235,11 +284,11 @@ impl Watchlists {
             })?;
             texts.push((name, text));
         }
-        Self::parse(&texts, default_max)
+        Self::parse(&texts, defaults)
     }
 
     /// Parses list files given as `(name, contents)`.
-    pub fn parse(files: &[(String, String)], default_max: f32) -> Result<Self, ListError> {
+    pub fn parse(files: &[(String, String)], defaults: &MaxDefaults) -> Result<Self, ListError> {
         let mut wl = Watchlists::default();
         let mut by_name: HashMap<String, usize> = HashMap::new();
         for (file, text) in files {
@@ -279,7 +328,7 @@ impl Watchlists {
                 let written = get(c.pattern);
                 let pattern = parse_pattern(written).map_err(|e| err(line_no, e))?;
                 let max_distance = match get(c.max_distance) {
-                    "" => default_max,
+                    "" => defaults.of(name),
                     s => match s.parse::<f32>() {
                         Ok(v) if (0.0..=MAX_DISTANCE_LIMIT).contains(&v) => v,
                         _ => {
@@ -440,7 +489,7 @@ mod tests {
     const HEADER: &str = "list,pattern,label,max_distance,expires\n";
 
     fn parse(text: &str) -> Result<Watchlists, ListError> {
-        Watchlists::parse(&[("hot.csv".into(), text.into())], 1.0)
+        Watchlists::parse(&[("hot.csv".into(), text.into())], &1.0.into())
     }
 
     fn names(hits: &[Hit]) -> Vec<(&str, &str)> {
@@ -547,7 +596,7 @@ mod tests {
                 ("a.csv".into(), format!("{HEADER}hot,AB123,,,\n")),
                 ("b.csv".into(), format!("{HEADER}hot,CD456,,,\n")),
             ],
-            1.0,
+            &1.0.into(),
         )
         .unwrap();
         assert_eq!(wl.lists().len(), 1);
@@ -607,12 +656,27 @@ mod tests {
         assert!(e.reason.contains("empty list file"));
         let e = parse(HEADER).err().unwrap();
         assert!(e.reason.contains("no entries"));
-        let e = Watchlists::load(&["/nonexistent/watch.csv"], 1.0)
+        let e = Watchlists::load(&["/nonexistent/watch.csv"], &1.0.into())
             .err()
             .unwrap();
         assert!(
             e.to_string()
                 .starts_with("/nonexistent/watch.csv: cannot read")
         );
+    }
+
+    #[test]
+    fn per_list_default_distances() {
+        let d = MaxDefaults::parse(0.0, " gate = 1.0 ,").unwrap();
+        assert_eq!((d.of("gate"), d.of("hot")), (1.0, 0.0));
+        let text = format!("{HEADER}hot,AB123,,,\ngate,AB123,,,\nstrict,AB123,,0,\n");
+        let wl = Watchlists::parse(&[("l.csv".into(), text)], &d).unwrap();
+        // One ordinary substitution: within gate's default only (strict's own 0 wins anyway).
+        let hits = wl.hits("AB124", 0);
+        assert_eq!(hits.len(), 1, "{hits:?}");
+        for bad in ["gate", "gate=", "=1", "gate=x", "gate=99", "a=1,a=2"] {
+            assert!(MaxDefaults::parse(1.0, bad).is_err(), "{bad}");
+        }
+        assert_eq!(MaxDefaults::parse(0.6, "").unwrap(), MaxDefaults::from(0.6));
     }
 }
