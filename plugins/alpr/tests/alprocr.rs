@@ -654,6 +654,7 @@ fn degenerate_plate_boxes_are_skipped() {
     let frame = AlprFrame {
         frame_number: 0,
         detected: true,
+        still: false,
         tracked: false,
         width: detected.width,
         height: detected.height,

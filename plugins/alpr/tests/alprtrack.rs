@@ -70,6 +70,7 @@ fn synthetic_crossing_keeps_ids_and_announces_ends_at_eos() {
         let frame = AlprFrame {
             frame_number: f,
             detected: true,
+            still: false,
             tracked: false,
             width: 1280,
             height: 720,
@@ -137,6 +138,7 @@ fn removed_track_is_listed_on_its_frame() {
         let frame = AlprFrame {
             frame_number: f,
             detected: true,
+            still: false,
             tracked: false,
             width: 1280,
             height: 720,
@@ -170,6 +172,7 @@ fn a_rate_change_keeps_tracks_and_a_new_stream_ends_them() {
     let frame = |f: u64| AlprFrame {
         frame_number: f,
         detected: true,
+        still: false,
         tracked: false,
         width: 1280,
         height: 720,

@@ -9,13 +9,16 @@
 //! pixels is an eighth of a pixel's); the median difference over all cells is taken off first,
 //! so exposure changes and compression flicker that shift the whole picture do not count, and
 //! on a camera noisier than the threshold allows for, the threshold rises with the measured
-//! noise. A frame moved when at least [`MIN_CELLS`] cells differ by more than the threshold
+//! noise (up to 3x); a change of most of the picture (a pan, a zoom, a cut) always counts. A frame moved when at least [`MIN_CELLS`] cells differ by more than the threshold
 //! (grey levels, 0..255): a lone cell is more often a flicker than a car.
 //!
 //! What keeps the detectors running on a still scene (the rules that never lose a plate):
 //! - something in view is not read yet: a vehicle or a plate of the last detected frame that no
 //!   box of alprocr's settled event covers (a stopped car is searched until alprocr has read it,
 //!   or has given up on it: `settle-unread`);
+//! - a recheck: the [`RECHECK`] frames after a frame that moved are detected too (at a scene cut
+//!   the tracker may carry a read car's track over to the next car; alprocr needs those reads to
+//!   notice);
 //! - the heartbeat: at least one detected frame every `heartbeat` of stream time;
 //! - no reference yet (first frame, after a flush or a new stream, or a new frame size).
 //!
@@ -36,8 +39,15 @@ pub const MIN_CELLS: usize = 2;
 /// The threshold rises to this many standard deviations of the cells' noise (see
 /// [`changed_cells`]).
 const NOISE_SIGMAS: f32 = 5.0;
+/// ... but not above this many times the configured threshold.
+const MAX_RAISE: f32 = 3.0;
 /// A detected object is covered by a settled box when their overlap (IoU) reaches this.
 const COVER_IOU: f32 = 0.5;
+/// Frames detected after a frame that moved, whatever alprocr's settled event says: at a scene
+/// cut the tracker may carry a settled track over to a different car, and it takes three reads
+/// (alprocr's default `settle-reads`) to unsettle or split it (as `settled.rs` does for the
+/// plate search).
+const RECHECK: u32 = 3;
 /// Frame rate assumed for the heartbeat when neither timestamps nor caps give one.
 const FALLBACK_FPS: f64 = 25.0;
 
@@ -55,7 +65,11 @@ pub struct IdleConfig {
 pub enum Why {
     Off,
     NoReference,
-    Moved { cells: usize },
+    Moved {
+        cells: usize,
+    },
+    /// One of the [`RECHECK`] frames after a move.
+    Recheck,
     Unread,
     Heartbeat,
 }
@@ -131,10 +145,12 @@ fn grey(view: &FrameView, x: usize, y: usize) -> u8 {
 }
 
 /// How many cells of `cur` differ from `reference` by more than the threshold, once the median
-/// difference (a change of the whole picture) is taken off. The threshold is `threshold` or,
-/// on a noisier camera, [`NOISE_SIGMAS`] times the noise of the cell differences (estimated
-/// from their median absolute deviation, which a few moving cells do not shift), whichever is
-/// higher. `scratch` is reused.
+/// difference (a change of the whole picture's brightness) is taken off. The threshold is
+/// `threshold` or, on a noisier camera, [`NOISE_SIGMAS`] times the noise of the cell differences
+/// (estimated from their median absolute deviation, which a few moving cells do not shift),
+/// whichever is higher, but at most [`MAX_RAISE`] times `threshold`. When most cells changed
+/// (a median absolute deviation above `threshold`: a pan, a zoom, a cut, a vehicle filling the
+/// view), every cell counts as changed: that is no noise. `scratch` is reused.
 fn changed_cells(cur: &Thumb, reference: &Thumb, threshold: f32, scratch: &mut Vec<f32>) -> usize {
     scratch.clear();
     scratch.extend(cur.cells.iter().zip(&reference.cells).map(|(a, b)| a - b));
@@ -145,7 +161,10 @@ fn changed_cells(cur: &Thumb, reference: &Thumb, threshold: f32, scratch: &mut V
     let median = *scratch.select_nth_unstable_by(mid, f32::total_cmp).1;
     scratch.iter_mut().for_each(|d| *d = (*d - median).abs());
     let mad = *scratch.select_nth_unstable_by(mid, f32::total_cmp).1;
-    let threshold = threshold.max(NOISE_SIGMAS * 1.4826 * mad);
+    if mad > threshold {
+        return scratch.len();
+    }
+    let threshold = (NOISE_SIGMAS * 1.4826 * mad).clamp(threshold, MAX_RAISE * threshold);
     scratch.iter().filter(|d| **d > threshold).count()
 }
 
@@ -180,6 +199,8 @@ pub struct IdleGate {
     scratch: Vec<f32>,
     /// The last detected frame left something unread.
     unread: bool,
+    /// Frames still to detect after the last move.
+    recheck: u32,
     /// Stream time of the last detected frame, or frames counted since it (no timestamps).
     last_pts: Option<Duration>,
     frames_since: u64,
@@ -191,6 +212,7 @@ impl IdleGate {
     /// Forgets the reference (flush, new stream, new caps).
     pub fn reset(&mut self) {
         self.has_reference = false;
+        self.recheck = 0;
         self.last_pts = None;
         self.frames_since = 0;
     }
@@ -215,7 +237,12 @@ impl IdleGate {
         }
         let cells = changed_cells(&self.cur, &self.reference, cfg.threshold, &mut self.scratch);
         if cells >= MIN_CELLS {
+            self.recheck = RECHECK;
             return Decision::Detect(Why::Moved { cells });
+        }
+        if self.recheck > 0 {
+            self.recheck -= 1;
+            return Decision::Detect(Why::Recheck);
         }
         if self.unread {
             return Decision::Detect(Why::Unread);
@@ -368,6 +395,63 @@ mod tests {
             }
         }
         assert_eq!(first, Some(5));
+    }
+
+    #[test]
+    fn pans_zooms_and_cuts_count_as_moved() {
+        let mut g = IdleGate::default();
+        let f = frame(Some(100), 6, 0, 0);
+        g.decide(&cfg(), &view(&f), at(0), 10.0);
+        g.detected(at(0), false);
+        // The whole textured scene slides by 3 pixels (a pan, a passing lorry filling the view).
+        let mut panned = frame(Some(100), 6, 1, 0);
+        panned.rotate_right(3);
+        assert!(matches!(
+            g.decide(&cfg(), &view(&panned), at(1), 10.0),
+            Decision::Detect(Why::Moved { .. })
+        ));
+        // A cut from black to the scene.
+        let black = vec![0u8; W * H];
+        g.decide(&cfg(), &view(&black), at(2), 10.0);
+        g.detected(at(2), false);
+        let f = frame(None, 6, 2, 0);
+        assert!(matches!(
+            g.decide(&cfg(), &view(&f), at(3), 10.0),
+            Decision::Detect(Why::Moved { .. })
+        ));
+    }
+
+    #[test]
+    fn frames_after_a_move_are_rechecked() {
+        let mut g = IdleGate::default();
+        let f = frame(None, 4, 0, 0);
+        g.decide(&cfg(), &view(&f), at(0), 10.0);
+        g.detected(at(0), false);
+        // A cut to another scene: moved, then three frames rechecked whatever is settled.
+        let cut = frame(Some(300), 4, 1, 40);
+        let mut why = vec![];
+        for i in 1..=6 {
+            let f = frame(Some(300), 4, i, 40);
+            let view_frame = if i == 1 { &cut } else { &f };
+            match g.decide(&cfg(), &view(view_frame), at(i), 10.0) {
+                Decision::Detect(w) => {
+                    g.detected(at(i), false);
+                    why.push(Some(w));
+                }
+                Decision::Skip => why.push(None),
+            }
+        }
+        assert!(matches!(why[0], Some(Why::Moved { .. })), "{why:?}");
+        assert_eq!(
+            why[1..],
+            [
+                Some(Why::Recheck),
+                Some(Why::Recheck),
+                Some(Why::Recheck),
+                None,
+                None
+            ]
+        );
     }
 
     #[test]

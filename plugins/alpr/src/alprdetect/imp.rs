@@ -608,6 +608,7 @@ impl BaseTransformImpl for AlprDetect {
         state.counters.frames += 1;
         state.series.frames.inc();
         let mut detect = frame_number % interval == 0;
+        let mut still = false;
         state.frame.frame_number = frame_number;
         state.frame.width = info.width();
         state.frame.height = info.height();
@@ -642,6 +643,7 @@ impl BaseTransformImpl for AlprDetect {
             gst::trace!(CAT, imp = self, "frame {frame_number}: {decision:?}");
             if decision == Decision::Skip {
                 detect = false;
+                still = true;
             } else {
                 let (settled_vehicles, settled_plates): (Vec<BBox>, Vec<BBox>) =
                     crate::lock(&self.settled)
@@ -684,6 +686,7 @@ impl BaseTransformImpl for AlprDetect {
             }
         }
         state.frame.detected = detect;
+        state.frame.still = still;
         state
             .series
             .processing

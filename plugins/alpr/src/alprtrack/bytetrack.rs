@@ -510,6 +510,19 @@ impl ByteTracker {
     /// `update`. Tracks in the tracked state stay tracked: no detector output is no evidence
     /// that they are gone.
     pub fn predict_only(&mut self) -> &FrameOutput {
+        self.skip_frame(true)
+    }
+
+    /// A frame the detector skipped because nothing moved in it: like [`predict_only`], but
+    /// every track keeps its box (no Kalman motion): a car that stopped stays where it stopped
+    /// instead of drifting with the speed it had.
+    ///
+    /// [`predict_only`]: ByteTracker::predict_only
+    pub fn hold_only(&mut self) -> &FrameOutput {
+        self.skip_frame(false)
+    }
+
+    fn skip_frame(&mut self, motion: bool) -> &FrameOutput {
         self.frame_id += 1;
         let frame = self.frame_id;
         let Self {
@@ -521,7 +534,7 @@ impl ByteTracker {
         out.clear(0);
         for t in tracks.iter_mut() {
             t.det = None;
-            if t.in_pool() {
+            if motion && t.in_pool() {
                 t.kf.predict(t.state == TrackState::Lost);
             }
         }
@@ -1565,6 +1578,22 @@ mod tests {
             err_n > 100 && mean_err < 2.0,
             "mean error {mean_err} over {err_n}"
         );
+    }
+
+    #[test]
+    fn hold_only_keeps_a_moving_track_where_it_was() {
+        // A car moving 5 px a frame stops: predicted frames would carry it on, held ones not.
+        let mut tr = ByteTracker::default();
+        for f in 0..10 {
+            let b = [100.0 + 5.0 * f as f64, 200.0, 80.0, 60.0];
+            tr.update(&[det(b, 0.9, 1)]);
+        }
+        let last = tr.update(&[det([150.0, 200.0, 80.0, 60.0], 0.9, 1)]).tracks[0].x;
+        let held: Vec<f32> = (0..5).map(|_| tr.hold_only().tracks[0].x).collect();
+        assert!(held.iter().all(|x| (x - held[0]).abs() < 1e-3), "{held:?}");
+        assert!((held[0] - last).abs() < 6.0, "{held:?} vs {last}");
+        let moved = tr.predict_only().tracks[0].x;
+        assert!(moved > held[0] + 2.0, "{moved} after {held:?}");
     }
 
     #[test]

@@ -125,7 +125,7 @@ impl FrameTracker {
         if frame.detected {
             self.track_detections(frame);
         } else {
-            self.predict(frame);
+            self.predict(frame, !frame.still);
         }
         let ended = self.settle_ids(frame);
         for id in std::mem::take(&mut self.replaced) {
@@ -349,9 +349,15 @@ impl FrameTracker {
         public
     }
 
-    fn predict(&mut self, frame: &mut AlprFrame) {
+    /// Boxes of the live tracks on a frame the detector skipped: predicted with their motion, or
+    /// held where they are (`motion` false: an idle frame, nothing moved).
+    fn predict(&mut self, frame: &mut AlprFrame, motion: bool) {
         frame.objects.clear();
-        let out = self.vehicles.predict_only();
+        let out = if motion {
+            self.vehicles.predict_only()
+        } else {
+            self.vehicles.hold_only()
+        };
         let tracks = out.tracks.clone();
         let removed = out.removed.clone();
         let mut next_id = 1u32;
@@ -379,7 +385,11 @@ impl FrameTracker {
             self.vehicle.remove(id);
         }
 
-        let out = self.plates.predict_only();
+        let out = if motion {
+            self.plates.predict_only()
+        } else {
+            self.plates.hold_only()
+        };
         let tracks = out.tracks.clone();
         let removed = out.removed.clone();
         for t in &tracks {
@@ -487,6 +497,7 @@ mod tests {
                 AlprFrame {
                     frame_number: f,
                     detected: true,
+                    still: false,
                     tracked: false,
                     width: 1280,
                     height: 720,
@@ -528,6 +539,7 @@ mod tests {
             let mut frame = AlprFrame {
                 frame_number: f,
                 detected: true,
+                still: false,
                 tracked: false,
                 width: 640,
                 height: 480,
@@ -567,6 +579,7 @@ mod tests {
             let mut frame = AlprFrame {
                 frame_number: f,
                 detected: true,
+                still: false,
                 tracked: false,
                 width: 640,
                 height: 480,
@@ -640,6 +653,7 @@ mod tests {
         AlprFrame {
             frame_number: f,
             detected: true,
+            still: false,
             tracked: false,
             width: 1280,
             height: 720,

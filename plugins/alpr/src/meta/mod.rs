@@ -17,7 +17,8 @@
 //! | field | type | meaning |
 //! |---|---|---|
 //! | `frame-number` | guint64 | index of the frame in the stream, counted by alprdetect |
-//! | `detected` | gboolean | the detector ran on this frame (false on frames skipped by `interval`) |
+//! | `detected` | gboolean | the detector ran on this frame (false on frames skipped by `interval` or as idle) |
+//! | `still` | gboolean | skipped as idle (`motion-threshold`): nothing moved since the last detected frame |
 //! | `tracked` | gboolean | alprtrack processed this frame (track ids are meaningful) |
 //! | `width`, `height` | guint | frame size the boxes refer to |
 //! | `objects` | GstValueArray of `alpr-object` structures | see [`AlprObject`] |
@@ -255,6 +256,10 @@ impl AlprObject {
 pub struct AlprFrame {
     pub frame_number: u64,
     pub detected: bool,
+    /// alprdetect skipped this frame as idle (`motion-threshold`): nothing moved since the last
+    /// detected frame, so the objects are where they were then (alprtrack holds them still
+    /// rather than predicting their motion).
+    pub still: bool,
     /// alprtrack ran on this frame: a `track_id` of 0 then means "not tracked", not "no tracker".
     pub tracked: bool,
     pub width: u32,
@@ -313,6 +318,7 @@ impl AlprFrame {
         Ok(AlprFrame {
             frame_number: s.get::<u64>("frame-number").unwrap_or(0),
             detected: s.get::<bool>("detected").unwrap_or(true),
+            still: s.get::<bool>("still").unwrap_or(false),
             tracked: s.get::<bool>("tracked").unwrap_or(false),
             width: s.get::<u32>("width").unwrap_or(0),
             height: s.get::<u32>("height").unwrap_or(0),
@@ -325,6 +331,7 @@ impl AlprFrame {
     fn fill_structure(&self, s: &mut gst::StructureRef) {
         s.set("frame-number", self.frame_number);
         s.set("detected", self.detected);
+        s.set("still", self.still);
         s.set("tracked", self.tracked);
         s.set("width", self.width);
         s.set("height", self.height);
