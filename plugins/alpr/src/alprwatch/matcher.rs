@@ -157,6 +157,9 @@ pub struct BkTree {
     nodes: Vec<Node>,
     /// Exact-key lookup (radius 0 and the root of every search).
     by_key: HashMap<Box<[char]>, u32>,
+    /// Every character of any key, sorted: the keys one edit away from a query are made from
+    /// these (radius 1 is answered by lookups, not by walking the tree).
+    alphabet: Vec<char>,
 }
 
 impl BkTree {
@@ -185,6 +188,11 @@ impl BkTree {
             items: vec![item],
             children: Vec::new(),
         });
+        for &c in key.iter() {
+            if let Err(at) = self.alphabet.binary_search(&c) {
+                self.alphabet.insert(at, c);
+            }
+        }
         self.by_key.insert(key.clone(), new);
         if new == 0 {
             return;
@@ -214,11 +222,65 @@ impl BkTree {
             }
             return;
         }
+        if radius == 1 {
+            self.search_one_edit(&key, found);
+            return;
+        }
+        self.walk(&key, radius, found);
+    }
+
+    /// Radius 1 by lookups: every key one deletion, substitution or insertion away from `key`
+    /// (over the keys' alphabet) and `key` itself; with plates of 5-8 characters and ~30
+    /// characters that is a few hundred hash lookups, far fewer than the nodes a BK-tree walk
+    /// with radius 1 visits in a large list.
+    fn search_one_edit(&self, key: &[char], mut found: impl FnMut(u32)) {
+        let mut seen: Vec<u32> = Vec::new();
+        let mut probe: Vec<char> = Vec::with_capacity(key.len() + 1);
+        let mut look = |probe: &[char], seen: &mut Vec<u32>| {
+            if let Some(&n) = self.by_key.get(probe)
+                && !seen.contains(&n)
+            {
+                seen.push(n);
+                self.nodes[n as usize].items.iter().for_each(|&i| found(i));
+            }
+        };
+        look(key, &mut seen);
+        for i in 0..key.len() {
+            // Deletion at i.
+            probe.clear();
+            probe.extend_from_slice(&key[..i]);
+            probe.extend_from_slice(&key[i + 1..]);
+            look(&probe, &mut seen);
+            // Substitutions at i.
+            probe.clear();
+            probe.extend_from_slice(key);
+            for &c in &self.alphabet {
+                if c != key[i] {
+                    probe[i] = c;
+                    look(&probe, &mut seen);
+                }
+            }
+        }
+        // Insertions.
+        for i in 0..=key.len() {
+            probe.clear();
+            probe.extend_from_slice(&key[..i]);
+            probe.push(' ');
+            probe.extend_from_slice(&key[i..]);
+            for &c in &self.alphabet {
+                probe[i] = c;
+                look(&probe, &mut seen);
+            }
+        }
+    }
+
+    /// The BK-tree walk, for any radius.
+    fn walk(&self, key: &[char], radius: usize, mut found: impl FnMut(u32)) {
         let mut stack = vec![0u32];
         while let Some(n) = stack.pop() {
             let node = &self.nodes[n as usize];
             // Exact beyond radius + the largest child distance is never needed: bound it.
-            let d = levenshtein_bounded(&node.key, &key, radius + u8::MAX as usize);
+            let d = levenshtein_bounded(&node.key, key, radius + u8::MAX as usize);
             if d <= radius {
                 node.items.iter().for_each(|&i| found(i));
             }
@@ -361,12 +423,23 @@ mod tests {
         for (i, p) in plates.iter().enumerate() {
             tree.insert(p, i as u32);
         }
+        // Queries: listed plates, and listed plates one edit away (deleted, substituted and
+        // inserted characters), so radius 1 (answered by lookups) has neighbours to find.
+        let mut queries: Vec<String> = vec!["RK300AG".to_string()];
+        for p in plates.iter().step_by(97) {
+            let c: Vec<char> = p.chars().collect();
+            queries.push(p.clone());
+            queries.push(c[1..].iter().collect());
+            queries.push(
+                c.iter()
+                    .enumerate()
+                    .map(|(i, &ch)| if i == 2 { 'Z' } else { ch })
+                    .collect(),
+            );
+            queries.push(format!("{}7{}", &p[..3], &p[3..]));
+        }
         for radius in 0..=2 {
-            for q in plates
-                .iter()
-                .step_by(97)
-                .chain(["RK300AG".to_string()].iter())
-            {
+            for q in &queries {
                 let mut got = Vec::new();
                 tree.search(q, radius, |i| got.push(i));
                 got.sort();
