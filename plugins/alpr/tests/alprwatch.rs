@@ -2,7 +2,8 @@
 //! alprwatch on pushed plate events: alerts in the meta and on the bus, OCR confusions,
 //! wildcards and regular expressions, revisions (update, retraction), allow lists, reloads
 //! while playing, bad lists at start and at reload, the metric; and on the drive-by clip, a
-//! list of 20 of its cars (exact, with an OCR confusion, wildcards) against all of its cars.
+//! list of 20 of its cars (exact, with an OCR confusion, wildcards) against all of its cars;
+//! and alprcsvsink writing the alerts to their own file (`alerts-location`).
 
 mod common;
 #[allow(dead_code)]
@@ -533,5 +534,76 @@ fn driveby_listed_cars_alert_once_and_fast() {
         percentile(&latencies, 0.95) < 3000,
         "p95 first read -> alert {} ms: alerts wait for something",
         percentile(&latencies, 0.95)
+    );
+}
+
+/// `alprwatch ! alprcsvsink alerts-location=...`: the alerts go to their own CSV file (its own
+/// header, one row per alert, new and retracted), the plate events to the events file.
+#[test]
+fn alerts_are_written_to_their_own_csv_file() {
+    common::init();
+    let dir = tempfile::tempdir().unwrap();
+    let lists = write(
+        dir.path(),
+        "hot.csv",
+        &format!("{HEADER}hot,AB123,stolen,,\n"),
+    );
+    let (events, alerts) = (dir.path().join("events.csv"), dir.path().join("alerts.csv"));
+    let pipeline = gst::parse::launch(&format!(
+        "appsrc name=src caps=application/x-alpr-test format=time ! alprwatch lists=\"{}\" ! \
+         alprcsvsink location=\"{}\" alerts-location=\"{}\" min-free-space=0",
+        lists.display(),
+        events.display(),
+        alerts.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let src = pipeline
+        .by_name("src")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    // A listed plate (with an OCR confusion), a stranger, then the first one's later revision
+    // that no longer matches (a retraction).
+    for evs in [
+        vec![plate("a", 0, "A8I23")],
+        vec![plate("b", 0, "XY999")],
+        vec![plate("a", 1, "KL777")],
+    ] {
+        let mut buf = gst::Buffer::new();
+        let with_images: Vec<_> = evs.into_iter().map(|e| (e, None)).collect();
+        event::attach(buf.get_mut().unwrap(), &with_images).unwrap();
+        src.push_buffer(buf).unwrap();
+    }
+    src.end_of_stream().unwrap();
+    let bus = pipeline.bus().unwrap();
+    let msg = bus
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(10),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .expect("EOS");
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(matches!(msg.view(), gst::MessageView::Eos(_)), "{msg:?}");
+
+    let text = std::fs::read_to_string(&alerts).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("alerted_ms,status,list,kind,entry,label"),
+        "{text}"
+    );
+    assert_eq!(lines.len(), 3, "header, new, retracted:\n{text}");
+    let cols = |l: &str| l.split(',').map(str::to_string).collect::<Vec<_>>();
+    let (new, retracted) = (cols(lines[1]), cols(lines[2]));
+    assert_eq!(&new[1..6], ["new", "hot", "deny", "AB123", "stolen"]);
+    assert_eq!(new[7], "A8I23");
+    assert_eq!(&retracted[1..3], ["retracted", "hot"]);
+    let events_text = std::fs::read_to_string(&events).unwrap();
+    assert_eq!(
+        events_text.lines().count(),
+        4,
+        "header and 3 events:\n{events_text}"
     );
 }
