@@ -28,7 +28,7 @@
 use std::time::Duration;
 
 use super::preprocess::{FrameView, Layout};
-use crate::meta::BBox;
+use crate::meta::{AlprFrame, BBox, Settled};
 
 /// Thumbnail width in cells; rows follow the frame's aspect ratio.
 pub const COLS: usize = 64;
@@ -206,6 +206,12 @@ pub struct IdleGate {
     frames_since: u64,
     /// Frames skipped since the start.
     pub skipped: u64,
+    /// Boxes of alprocr's settled vehicles and plates for the frame being detected, and the
+    /// frame's own vehicles and plates (buffers reused from frame to frame).
+    settled_vehicles: Vec<BBox>,
+    settled_plates: Vec<BBox>,
+    vehicles: Vec<BBox>,
+    plates: Vec<BBox>,
 }
 
 impl IdleGate {
@@ -259,6 +265,40 @@ impl IdleGate {
         }
         self.skipped += 1;
         Decision::Skip
+    }
+
+    /// Takes the boxes of alprocr's settled event usable for the frame about to be detected
+    /// (nothing to do while the idle skip is off).
+    pub fn note_settled(&mut self, cfg: &IdleConfig, settled: Option<&Settled>) {
+        self.settled_vehicles.clear();
+        self.settled_plates.clear();
+        if cfg.threshold <= 0.0 {
+            return;
+        }
+        if let Some(s) = settled {
+            self.settled_vehicles.extend(s.vehicles.iter().map(|v| v.1));
+            self.settled_plates.extend(s.plates.iter().map(|p| p.1));
+        }
+    }
+
+    /// The frame last passed to [`IdleGate::decide`] ran the detectors and found `frame`'s
+    /// objects: [`IdleGate::detected`] with whether they are all read (by the boxes given to
+    /// [`IdleGate::note_settled`]). Nothing to do while the idle skip is off.
+    pub fn detected_objects(&mut self, cfg: &IdleConfig, pts: Option<Duration>, frame: &AlprFrame) {
+        if cfg.threshold <= 0.0 {
+            return;
+        }
+        self.vehicles.clear();
+        self.vehicles.extend(frame.vehicles().map(|o| o.bbox));
+        self.plates.clear();
+        self.plates.extend(frame.plates().map(|o| o.bbox));
+        let read = all_read(
+            &self.vehicles,
+            &self.plates,
+            &self.settled_vehicles,
+            &self.settled_plates,
+        );
+        self.detected(pts, !read);
     }
 
     /// The frame last passed to [`IdleGate::decide`] ran the detectors: it becomes the

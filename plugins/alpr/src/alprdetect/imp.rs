@@ -11,8 +11,8 @@ use super::engine::{Engine, EngineConfig};
 use super::idle::{Decision, IdleConfig, IdleGate};
 use super::model::Detector;
 use super::preprocess::{Layout, YuvMatrix};
+use crate::meta::AlprFrame;
 use crate::meta::Settled;
-use crate::meta::{AlprFrame, BBox};
 use crate::models;
 use crate::runtime::Provider;
 
@@ -645,24 +645,17 @@ impl BaseTransformImpl for AlprDetect {
                 detect = false;
                 still = true;
             } else {
-                let (settled_vehicles, settled_plates): (Vec<BBox>, Vec<BBox>) =
-                    crate::lock(&self.settled)
-                        .as_ref()
-                        .filter(|s| s.usable_for(info.width(), info.height(), buf.pts()))
-                        .map(|s| {
-                            (
-                                s.vehicles.iter().map(|v| v.1).collect(),
-                                s.plates.iter().map(|p| p.1).collect(),
-                            )
-                        })
-                        .unwrap_or_default();
                 state.engine.cfg = engine_cfg;
                 state.engine.settled.clear();
-                if skip_settled
-                    && let Some(s) = crate::lock(&self.settled).as_ref()
-                    && s.usable_for(info.width(), info.height(), buf.pts())
                 {
-                    state.engine.settled.extend_from_slice(&s.vehicles);
+                    let settled = crate::lock(&self.settled);
+                    let usable = settled
+                        .as_ref()
+                        .filter(|s| s.usable_for(info.width(), info.height(), buf.pts()));
+                    if skip_settled && let Some(s) = usable {
+                        state.engine.settled.extend_from_slice(&s.vehicles);
+                    }
+                    state.idle.note_settled(&idle_cfg, usable);
                 }
                 let State { engine, frame, .. } = state;
                 if let Err(e) = engine.run(&view, &mut frame.objects) {
@@ -672,13 +665,12 @@ impl BaseTransformImpl for AlprDetect {
                     return Err(gst::FlowError::Error);
                 }
                 drop(vframe);
-                let vehicles: Vec<BBox> = state.frame.vehicles().map(|o| o.bbox).collect();
-                let plates: Vec<BBox> = state.frame.plates().map(|o| o.bbox).collect();
-                let unread =
-                    !super::idle::all_read(&vehicles, &plates, &settled_vehicles, &settled_plates);
-                state.idle.detected(pts, unread);
+                state.idle.detected_objects(&idle_cfg, pts, &state.frame);
                 state.counters.detected_frames += 1;
-                let (nv, np) = (vehicles.len() as u64, plates.len() as u64);
+                let (nv, np) = (
+                    state.frame.vehicles().count() as u64,
+                    state.frame.plates().count() as u64,
+                );
                 state.counters.vehicles += nv;
                 state.counters.plates += np;
                 state.series.vehicles.inc_by(nv);
