@@ -7,7 +7,9 @@ use tokio_postgres::types::ToSql;
 
 use crate::search::{Cursor, MAX_FUZZY_DISTANCE, Match, like_pattern, ocr_distance, plate_norm};
 
-/// Fuzzy candidates fetched by trigram distance (index order) before the OCR-aware ranking.
+/// Fuzzy candidates fetched (plates within one edit of the query once OCR confusions are
+/// folded, found by the `alpr_plate_keys` GIN index; the same normalised plate first, then the
+/// newest) before the OCR-aware ranking.
 pub const FUZZY_CANDIDATES: i64 = 200;
 
 /// A time bound: epoch milliseconds or anything PostgreSQL reads as a timestamptz.
@@ -87,9 +89,12 @@ pub async fn search(
     let mut w = filters(s, &mut params);
     if let Some((Match::Fuzzy, plate)) = &s.plate {
         let norm = push(&mut params, plate_norm(plate));
+        w.push(format!(
+            "alpr_plate_keys(plate_norm) && alpr_plate_keys({norm})"
+        ));
         let sql = format!(
             "SELECT record, first_seen_ms, event_id, plate_text FROM plate_events {} \
-             ORDER BY plate_norm <-> {norm} LIMIT {FUZZY_CANDIDATES}",
+             ORDER BY plate_norm = {norm} DESC, first_seen_ms DESC LIMIT {FUZZY_CANDIDATES}",
             where_clause(&w)
         );
         let rows = client.query(&sql, &refs(&params)).await?;

@@ -38,9 +38,10 @@ pub struct Written {
 }
 
 /// Versioned migrations: never edit a released one, add the next version.
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        r#"
 CREATE EXTENSION IF NOT EXISTS pg_trgm;
 CREATE TABLE plate_events (
     event_id        text PRIMARY KEY,
@@ -87,7 +88,32 @@ CREATE TABLE dead_letters (
     UNIQUE (topic, kafka_partition, kafka_offset)
 );
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+-- Fuzzy search by one-edit keys instead of trigram distance: a plate and every variant of it
+-- with one character deleted. Two normalised plates within one edit (insertion, deletion or
+-- substitution) share a key, so a GIN index on the keys finds them with a few posting-list
+-- lookups; the trigram KNN this replaces read thousands of index pages over 1M events.
+CREATE FUNCTION alpr_plate_keys(p text) RETURNS text[]
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $fn$
+DECLARE
+    keys text[] := ARRAY[p];
+BEGIN
+    IF char_length(p) > 1 THEN
+        FOR i IN 1..char_length(p) LOOP
+            keys := keys || overlay(p PLACING '' FROM i FOR 1);
+        END LOOP;
+    END IF;
+    RETURN keys;
+END
+$fn$;
+CREATE INDEX plate_events_norm_keys ON plate_events USING gin (alpr_plate_keys(plate_norm));
+DROP INDEX plate_events_norm_trgm;
+"#,
+    ),
+];
 
 /// Connects (the connection is driven by a task on the current runtime) and bounds every
 /// statement so that no request waits on the database forever.
