@@ -62,6 +62,7 @@ pub fn run(cfg: Config, rt: tokio::runtime::Handle, stop: Arc<AtomicBool>) {
     if rt.block_on(writer.connected(&stop)).is_none() {
         return;
     }
+    let mut in_flight = InFlight::Idle(Box::new(writer));
     wait_for_kafka(&consumer, &cfg, &stop);
     let topics = [cfg.plates_topic.as_str(), cfg.vehicles_topic.as_str()];
     if let Err(e) = consumer.subscribe(&topics) {
@@ -119,18 +120,78 @@ pub fn run(cfg: Config, rt: tokio::runtime::Handle, stop: Arc<AtomicBool>) {
             }
         }
         if batch.is_empty() {
+            // Nothing more now: the batch being written is committed without waiting for one.
+            if !in_flight.finish(&rt, &consumer) {
+                return;
+            }
             continue;
         }
         let items = decode_batch(&mut decoder, batch, retry, &stop);
-        let Some(items) = items else { return };
-        let started = Instant::now();
-        if !rt.block_on(writer.write(&items, &stop)) {
+        let Some(items) = items else {
+            in_flight.finish(&rt, &consumer);
+            return;
+        };
+        // One batch is written while the next one is polled and decoded; its offsets are
+        // committed once its rows are, before the next batch goes to the database.
+        if !in_flight.finish(&rt, &consumer) {
             return;
         }
-        METRICS
-            .batch_seconds
-            .observe(started.elapsed().as_secs_f64());
-        commit(&consumer, &items);
+        in_flight.start(&rt, items, &stop);
+    }
+    in_flight.finish(&rt, &consumer);
+}
+
+/// The batch being written to the database while the next one is read from Kafka: the
+/// writer travels with it (one connection, one batch at a time, in order).
+enum InFlight {
+    Idle(Box<Writer>),
+    Writing(tokio::task::JoinHandle<(Box<Writer>, Vec<Item>, bool)>),
+    /// The write task panicked or was cancelled (the runtime is going away).
+    Gone,
+}
+
+impl InFlight {
+    fn start(&mut self, rt: &tokio::runtime::Handle, items: Vec<Item>, stop: &Arc<AtomicBool>) {
+        let InFlight::Idle(mut writer) = std::mem::replace(self, InFlight::Gone) else {
+            unreachable!("a batch is started only after the previous one finished");
+        };
+        let stop = stop.clone();
+        *self = InFlight::Writing(rt.spawn(async move {
+            let started = Instant::now();
+            let ok = writer.write(&items, &stop).await;
+            if ok {
+                METRICS
+                    .batch_seconds
+                    .observe(started.elapsed().as_secs_f64());
+            }
+            (writer, items, ok)
+        }));
+    }
+
+    /// Waits for the batch being written and commits its offsets; false when the write was
+    /// given up (asked to stop) or the task is gone: its offsets stay uncommitted.
+    fn finish(&mut self, rt: &tokio::runtime::Handle, consumer: &BaseConsumer) -> bool {
+        let task = match std::mem::replace(self, InFlight::Gone) {
+            InFlight::Writing(task) => task,
+            InFlight::Idle(writer) => {
+                *self = InFlight::Idle(writer);
+                return true;
+            }
+            InFlight::Gone => return false,
+        };
+        match rt.block_on(task) {
+            Ok((writer, items, ok)) => {
+                *self = InFlight::Idle(writer);
+                if ok {
+                    commit(consumer, &items);
+                }
+                ok
+            }
+            Err(e) => {
+                log(format_args!("database: the batch writer failed: {e}"));
+                false
+            }
+        }
     }
 }
 
