@@ -27,6 +27,7 @@ mod search;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
+use gstalpr::alprocr::vote::confusion_key;
 use gstalpr::kafkasink::avro::{Stream, encode_plate, frame};
 use gstalpr::kafkasink::registry::RegistryClient;
 use http::{enc, get};
@@ -68,29 +69,20 @@ impl Rng {
     }
 }
 
-/// One OCR confusion (a character swapped for one it is often read as), if the plate has one.
+/// One OCR confusion (a character swapped for another of its confusion group, as the search
+/// folds them: `confusion_key`), if the plate has a character with one.
 fn confuse(plate: &str, rng: &mut Rng) -> Option<String> {
-    const PAIRS: &[(char, char)] = &[
-        ('0', 'O'),
-        ('O', '0'),
-        ('D', '0'),
-        ('1', 'I'),
-        ('I', '1'),
-        ('L', '1'),
-        ('8', 'B'),
-        ('B', '8'),
-        ('5', 'S'),
-        ('S', '5'),
-        ('2', 'Z'),
-        ('Z', '2'),
-        ('6', 'G'),
-        ('G', '6'),
-    ];
+    let key = |c: char| confusion_key(&c.to_string());
     let chars: Vec<char> = plate.chars().collect();
     let spots: Vec<(usize, char)> = chars
         .iter()
         .enumerate()
-        .filter_map(|(i, c)| PAIRS.iter().find(|p| p.0 == *c).map(|p| (i, p.1)))
+        .flat_map(|(i, &c)| {
+            ('A'..='Z')
+                .chain('0'..='9')
+                .filter(move |&d| d != c && key(d) == key(c))
+                .map(move |d| (i, d))
+        })
         .collect();
     if spots.is_empty() {
         return None;
