@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path, Query, Request, State};
@@ -10,10 +11,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use object_store::ObjectStoreExt;
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 use subtle::ConstantTimeEq;
 
+use crate::config::Crops;
 use crate::db::Db;
 use crate::query::{self, Found, Search, Time};
 use crate::search::{Cursor, Match, clean_plate};
@@ -26,12 +29,13 @@ const MAX_ID_LEN: usize = 128;
 const MAX_KEY_LEN: usize = 512;
 /// Largest image served (crops are a few KB; a frame a few hundred).
 const MAX_IMAGE_BYTES: u64 = 16 << 20;
+/// An image read from the object store gives up after this (the page shows it missing).
+const IMAGE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct AppState {
     pub db: Arc<Db>,
     pub password: Option<String>,
-    pub crops_dir: Option<PathBuf>,
-    pub crops_url: Option<String>,
+    pub crops: Crops,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -247,9 +251,9 @@ fn show(st: &AppState, f: Found) -> Json {
         .get("image_key")
         .and_then(Json::as_str)
         .map(str::to_string);
-    let url = match (key, &st.crops_dir, &st.crops_url) {
-        (Some(k), Some(_), _) => Json::String(format!("/images/{k}")),
-        (Some(k), None, Some(base)) => Json::String(format!("{}/{k}", base.trim_end_matches('/'))),
+    let url = match (key, &st.crops) {
+        (Some(k), Crops::Dir(_) | Crops::Store { .. }) => Json::String(format!("/images/{k}")),
+        (Some(k), Crops::Link(base)) => Json::String(format!("{base}/{k}")),
         _ => Json::Null,
     };
     if let Some(o) = record.as_object_mut() {
@@ -332,15 +336,48 @@ async fn image(
     Path(key): Path<String>,
 ) -> Result<Response, ApiError> {
     let not_found = || ApiError(StatusCode::NOT_FOUND, "no such image".into());
-    let dir = st.crops_dir.as_ref().ok_or_else(not_found)?;
     let rel = safe_key(&key).ok_or_else(|| bad("image key: plain path segments only"))?;
-    let path = dir.join(rel);
-    let meta = tokio::fs::metadata(&path).await.map_err(|_| not_found())?;
-    if !meta.is_file() || meta.len() > MAX_IMAGE_BYTES {
-        return Err(not_found());
-    }
-    let bytes = tokio::fs::read(&path).await.map_err(|_| not_found())?;
-    let ct = match path.extension().and_then(|e| e.to_str()) {
+    let bytes = match &st.crops {
+        Crops::Dir(dir) => {
+            let path = dir.join(rel);
+            let meta = tokio::fs::metadata(&path).await.map_err(|_| not_found())?;
+            if !meta.is_file() || meta.len() > MAX_IMAGE_BYTES {
+                return Err(not_found());
+            }
+            tokio::fs::read(&path).await.map_err(|_| not_found())?
+        }
+        Crops::Store { store, describe } => {
+            let unreachable = |e: object_store::Error| match e {
+                object_store::Error::NotFound { .. } => not_found(),
+                e => ApiError(
+                    StatusCode::BAD_GATEWAY,
+                    format!(
+                        "crop images ({describe}): {}",
+                        gstalpr::s3sink::client::one_line(&e)
+                    ),
+                ),
+            };
+            let path = object_store::path::Path::from(key.as_str());
+            let got = tokio::time::timeout(IMAGE_TIMEOUT, async {
+                let got = store.get(&path).await?;
+                if got.meta.size > MAX_IMAGE_BYTES {
+                    return Ok(None);
+                }
+                got.bytes().await.map(Some)
+            })
+            .await
+            .map_err(|_| {
+                ApiError(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    format!("crop images ({describe}): no answer in {IMAGE_TIMEOUT:?}"),
+                )
+            })?
+            .map_err(unreachable)?;
+            got.ok_or_else(not_found)?.to_vec()
+        }
+        Crops::None | Crops::Link(_) => return Err(not_found()),
+    };
+    let ct = match key.rsplit_once('.').map(|(_, ext)| ext) {
         Some("jpg" | "jpeg") => "image/jpeg",
         Some("png") => "image/png",
         _ => "application/octet-stream",

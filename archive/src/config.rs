@@ -3,9 +3,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use gstalpr::s3sink::client::Target;
+use object_store::ObjectStore;
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -69,9 +72,34 @@ pub struct Config {
     /// Local folder of the crop images (the s3sink `location`): served at /images/{key}.
     #[arg(long, env = "ALPR_ARCHIVE_CROPS_DIR")]
     pub crops_dir: Option<PathBuf>,
-    /// Base URL of the crop images (image_url = this + "/" + key) when not served from --crops-dir.
+    /// Where the crop images are when not in --crops-dir: an object_store URL read and served
+    /// by the archive at /images/{key} (`s3://bucket/prefix` with the AWS_* environment,
+    /// `file:///dir`), or an `http(s)://` base that image_url links to (a public bucket, a CDN).
     #[arg(long, env = "ALPR_ARCHIVE_CROPS_URL")]
     pub crops_url: Option<String>,
+    /// S3 / MinIO bucket of the crop images (the s3sink `bucket`), read and served by the
+    /// archive at /images/{key}.
+    #[arg(long, env = "ALPR_ARCHIVE_CROPS_BUCKET")]
+    pub crops_bucket: Option<String>,
+    /// With --crops-bucket: the S3 endpoint (MinIO: http://host:9000); AWS when not given.
+    #[arg(long, env = "ALPR_ARCHIVE_CROPS_ENDPOINT")]
+    pub crops_endpoint: Option<String>,
+    /// With --crops-bucket: the region.
+    #[arg(long, env = "ALPR_ARCHIVE_CROPS_REGION", default_value = "us-east-1")]
+    pub crops_region: String,
+    /// With --crops-bucket: path-style requests (http://host/bucket/key), as MinIO wants.
+    #[arg(long, env = "ALPR_ARCHIVE_CROPS_PATH_STYLE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub crops_path_style: bool,
+    /// With --crops-bucket: credentials (else AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY /
+    /// AWS_SESSION_TOKEN from the environment).
+    #[arg(long, env = "ALPR_ARCHIVE_CROPS_ACCESS_KEY_ID", hide_env_values = true)]
+    pub crops_access_key_id: Option<String>,
+    #[arg(
+        long,
+        env = "ALPR_ARCHIVE_CROPS_SECRET_ACCESS_KEY",
+        hide_env_values = true
+    )]
+    pub crops_secret_access_key: Option<String>,
     /// Address of the Prometheus /metrics endpoint ("" = off).
     #[arg(
         long,
@@ -117,16 +145,79 @@ impl Config {
                 self.listen
             ));
         }
-        if self.crops_dir.is_some() && self.crops_url.is_some() {
-            return Err("--crops-dir and --crops-url: give one of them".into());
+        let sources = [
+            self.crops_dir.is_some(),
+            self.crops_url.is_some(),
+            self.crops_bucket.is_some(),
+        ];
+        if sources.iter().filter(|&&s| s).count() > 1 {
+            return Err(
+                "--crops-dir, --crops-url and --crops-bucket: give one of them (where the \
+                 crop images are)"
+                    .into(),
+            );
         }
-        Ok(())
+        self.crops().map(|_| ())
+    }
+
+    /// Where the crop images are read from, checked (a bad URL or bucket is a start-up error).
+    pub fn crops(&self) -> Result<Crops, String> {
+        if let Some(dir) = &self.crops_dir {
+            return Ok(Crops::Dir(dir.clone()));
+        }
+        let target = if let Some(bucket) = &self.crops_bucket {
+            gstalpr::s3sink::validate_bucket(bucket).map_err(|e| format!("--crops-bucket: {e}"))?;
+            Target::S3 {
+                bucket: bucket.clone(),
+                endpoint: self.crops_endpoint.clone(),
+                region: self.crops_region.clone(),
+                path_style: self.crops_path_style,
+                access_key_id: self.crops_access_key_id.clone(),
+                secret_access_key: self.crops_secret_access_key.clone(),
+                session_token: None,
+                create_bucket: false,
+            }
+        } else if let Some(u) = &self.crops_url {
+            let url = url::Url::parse(u).map_err(|e| {
+                format!(
+                    "--crops-url {u}: {e} (expected s3://bucket/prefix, file:///dir or an \
+                     http(s):// base)"
+                )
+            })?;
+            if matches!(url.scheme(), "http" | "https") {
+                return Ok(Crops::Link(u.trim_end_matches('/').to_string()));
+            }
+            Target::Url(url)
+        } else {
+            return Ok(Crops::None);
+        };
+        let describe = target.describe();
+        let store = target
+            .build()
+            .map_err(|e| format!("crop images ({describe}): {e}"))?;
+        Ok(Crops::Store { store, describe })
     }
 
     /// The database URL without its password, for log lines.
     pub fn database_redacted(&self) -> String {
         redact_url(&self.database_url)
     }
+}
+
+/// Where the crop images named by the events are.
+#[derive(Clone)]
+pub enum Crops {
+    None,
+    /// A local folder (the s3sink `location`), served at /images/{key}.
+    Dir(PathBuf),
+    /// An object store (S3 / MinIO, a `file://` URL), read and served at /images/{key}.
+    Store {
+        store: Arc<dyn ObjectStore>,
+        /// Where, without secrets, for error answers and logs.
+        describe: String,
+    },
+    /// A public base URL: image_url links there.
+    Link(String),
 }
 
 /// `scheme://user:secret@host` -> `scheme://user:*****@host`.

@@ -53,8 +53,7 @@ async fn run(cfg: config::Config, handle: tokio::runtime::Handle) -> Result<(), 
     let state = Arc::new(api::AppState {
         db: db.clone(),
         password: cfg.password.clone(),
-        crops_dir: cfg.crops_dir.clone(),
-        crops_url: cfg.crops_url.clone(),
+        crops: cfg.crops()?,
     });
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await

@@ -11,6 +11,10 @@ mod http;
 mod kafka;
 #[path = "common/pg.rs"]
 mod pg;
+// kafka.rs and s3.rs each bring the plugin tests' common/net.rs (free ports, server start).
+#[allow(clippy::duplicate_mod)]
+#[path = "../../plugins/alpr/tests/common/s3.rs"]
+mod s3;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -797,5 +801,110 @@ fn archive_survives_kill_and_database_restart() {
         }
         assert!(Instant::now() < deadline, "lag never 0:\n{m}");
         std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn wait_listening(port: u16, archive: &Archive) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{}", archive.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Crop images read from S3 (s3s-fs, SigV4, the s3sink's settings) or an object_store URL and
+/// served by the archive; an unreachable store is a clear 502 without secrets; bad settings
+/// stop the start with the flag named.
+#[test]
+fn crops_from_an_object_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = "2026-12-03/gate-1_track7.jpg";
+    let jpeg = b"\xff\xd8\xff\xe0 a crop from S3".to_vec();
+    let mut s3 = s3::S3sFs::start(&dir.path().join("s3"), free_port(), &["crops"]);
+    std::fs::create_dir_all(s3.data.join("crops/2026-12-03")).unwrap();
+    std::fs::write(s3.data.join("crops").join(key), &jpeg).unwrap();
+    let base = |port: u16| -> Vec<String> {
+        [
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--database-url",
+            &format!("postgres://postgres@127.0.0.1:{}/x", free_port()),
+            "--brokers",
+            &format!("127.0.0.1:{}", free_port()),
+            "--metrics-address",
+            "",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+
+    let port = free_port();
+    let mut args = base(port);
+    args.extend(
+        [
+            "--crops-bucket",
+            "crops",
+            "--crops-endpoint",
+            &s3.endpoint(),
+            "--crops-access-key-id",
+            s3::ACCESS_KEY,
+            "--crops-secret-access-key",
+            s3::SECRET_KEY,
+        ]
+        .map(String::from),
+    );
+    let archive = Archive::start(dir.path(), "s3", &args);
+    wait_listening(port, &archive);
+    let a = get(port, &format!("/images/{key}"), &[]);
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.body, jpeg);
+    assert!(a.headers.to_ascii_lowercase().contains("image/jpeg"));
+    assert_eq!(get(port, "/images/2026-12-03/none.jpg", &[]).status, 404);
+    assert_eq!(get(port, "/images/..%2Fsecret.jpg", &[]).status, 400);
+    // The store goes away: a gateway error naming it, never the secret.
+    s3.kill();
+    let a = get(port, &format!("/images/{key}"), &[]);
+    assert_eq!(a.status, 502, "{}", String::from_utf8_lossy(&a.body));
+    let body = String::from_utf8_lossy(&a.body);
+    assert!(body.contains("bucket crops"), "{body}");
+    assert!(!body.contains(s3::SECRET_KEY), "{body}");
+    drop(archive);
+
+    // An object_store URL: a local folder through the same code.
+    let folder = dir.path().join("folder");
+    std::fs::create_dir_all(folder.join("2026-12-03")).unwrap();
+    std::fs::write(folder.join(key), &jpeg).unwrap();
+    let port = free_port();
+    let mut args = base(port);
+    args.extend([
+        "--crops-url".to_string(),
+        format!("file://{}", folder.display()),
+    ]);
+    let archive = Archive::start(dir.path(), "file", &args);
+    wait_listening(port, &archive);
+    let a = get(port, &format!("/images/{key}"), &[]);
+    assert_eq!((a.status, a.body), (200, jpeg));
+    drop(archive);
+
+    // Settings that cannot work stop the start, naming the flag.
+    for (extra, expect) in [
+        (vec!["--crops-url", "nonsense"], "--crops-url"),
+        (vec!["--crops-bucket", "Bad_Bucket!"], "--crops-bucket"),
+        (
+            vec!["--crops-bucket", "crops", "--crops-url", "file:///tmp"],
+            "give one of them",
+        ),
+    ] {
+        let mut args = base(free_port());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let out = Command::new(env!("CARGO_BIN_EXE_alpr-archive"))
+            .args(&args)
+            .env_remove("ALPR_ARCHIVE_PASSWORD")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {err}");
+        assert!(err.contains(expect), "{extra:?}: {err}");
     }
 }
