@@ -25,8 +25,11 @@ const SAMPLES: usize = 4;
 /// settled boxes are one frame old in a plain chain, a few frames behind a queue.
 const MATCH_IOU: f32 = 0.5;
 /// Correlation above which two signatures show the same vehicle. Consecutive frames of one car
-/// score above 0.95; different cars in the same place mostly below 0.8.
-const SAME_LOOK: f32 = 0.9;
+/// score above 0.95; different cars in the same place mostly below 0.8, but not always: at a
+/// hard cut right after a car was read (driveby-us-cut, an approaching car settled on its last
+/// frame) the next car scored above 0.9 and was skipped for a second. A car wrongly taken for
+/// a new one costs three plate searches; a new car taken for the read one loses its plate.
+const SAME_LOOK: f32 = 0.95;
 /// Frames a settled vehicle is searched after its look changed: as many as alprocr's default
 /// `settle-reads`, so that a car the track jumped to gets enough reads to unsettle the track
 /// (or to settle its own plate).

@@ -268,8 +268,11 @@ impl Settings {
                      vehicle's plate counts as read: alprdetect, told by an upstream \
                      alpr-plates-settled event, stops searching that vehicle for plates \
                      while it stays in view. Never fewer than min-reads (and early-agree \
-                     with emit=early), and only once the decision passes min-confidence. 0 = \
-                     never (every vehicle is searched in every frame)",
+                     with emit=early), and only once the decision passes min-confidence, \
+                     and not while the car comes closer (its box, or the plate's without a \
+                     vehicle, grew by more than 5% over those reads while the plate is under \
+                     40 px tall: its next reads are larger). 0 = never (every vehicle is \
+                     searched in every frame)",
                 )
                 .maximum(1000)
                 .default_value(DEFAULT_SETTLE_READS)

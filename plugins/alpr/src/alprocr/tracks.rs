@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use super::ocrmodel::QUALITY_FULL_HEIGHT_PX;
 use super::places::{Places, continuity};
 use super::vote::{
     Decision, DecisionKind, EmitMode, PlateMatch, TrackVoter, VoteRead, VoterConfig, levenshtein,
@@ -101,10 +102,15 @@ struct TrackState {
     /// The plate is read: at least `settle_reads` reads agree exactly with the current decision
     /// and they are most of its cluster (see [`Tracks::is_settled`]).
     settled: bool,
+    /// Plate and vehicle box heights of the track's own latest reads (see `approaching`).
+    sizes: VecDeque<(f32, Option<f32>)>,
 }
 
 /// Reads a track keeps for replaying into a track it merges into.
 const HISTORY: usize = 64;
+/// Box sizes a track keeps of its latest reads: the growth before settling is measured over at
+/// most this many.
+const SIZES: usize = 16;
 /// How ended tracks of one car are put back together (see [`Tracks`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MergeConfig {
@@ -129,6 +135,11 @@ impl Default for MergeConfig {
 pub const DEFAULT_FRAGMENT_CONFIDENCE: f32 = 0.9;
 /// Tracks with at most this many reads are fragments.
 pub const FRAGMENT_READS: usize = 2;
+/// A plate whose box grew by more than this factor over the reads that would settle it is
+/// still coming closer: it is not settled while it is smaller than
+/// [`QUALITY_FULL_HEIGHT_PX`], since its next reads will be larger and better (an approaching
+/// car's first agreeing reads come from its smallest views).
+pub const SETTLE_GROWTH: f32 = 1.05;
 
 /// Where an ended track's reads go.
 #[derive(Debug, Clone, Copy)]
@@ -552,12 +563,14 @@ impl TrackState {
             candidates: Vec::new(),
             revision: None,
             settled: false,
+            sizes: VecDeque::new(),
         }
     }
 
     fn is_settled(&self, settle_reads: usize, cfg: &VoterConfig) -> bool {
         settle_reads > 0
             && self.doubtful.is_empty()
+            && !self.approaching(settle_reads)
             && self.voter.current().is_some_and(|d| {
                 d.reads >= settle_reads
                     && 2 * d.reads > d.cluster_reads
@@ -566,12 +579,35 @@ impl TrackState {
             })
     }
 
+    /// Whether the plate grew by more than [`SETTLE_GROWTH`] over its last `reads` reads
+    /// while still smaller than [`QUALITY_FULL_HEIGHT_PX`].
+    /// The vehicle boxes measure it when both ends have one (a plate box of 20 px moves by
+    /// a pixel or two between detections; a car's box is ten times as tall).
+    fn approaching(&self, reads: usize) -> bool {
+        let mut window = self.sizes.iter().rev().take(reads.max(2));
+        let Some(&(last_plate, last_vehicle)) = window.next() else {
+            return false;
+        };
+        let (first_plate, first_vehicle) = window.last().copied().unwrap_or_default();
+        let growth = match (first_vehicle, last_vehicle) {
+            (Some(a), Some(b)) if a > 0.0 => b / a,
+            _ if first_plate > 0.0 => last_plate / first_plate,
+            _ => 1.0,
+        };
+        last_plate < QUALITY_FULL_HEIGHT_PX && growth > SETTLE_GROWTH
+    }
+
     fn add(&mut self, obs: Observation) -> Option<Decision> {
         self.last_seen_ms = self.last_seen_ms.max(obs.seen_ms);
         self.first_seen_ms = self.first_seen_ms.min(obs.seen_ms);
         self.places
             .note(obs.read.frame, obs.plate_bbox, &obs.read.text);
         self.best_confidence = self.best_confidence.max(obs.read.confidence);
+        if self.sizes.len() == SIZES {
+            self.sizes.pop_front();
+        }
+        self.sizes
+            .push_back((obs.plate_bbox.h, obs.vehicle.as_ref().map(|v| v.bbox.h)));
         if self.history.len() == HISTORY {
             self.history.pop_front();
         }
@@ -924,6 +960,57 @@ mod tests {
         assert!(!t.is_settled(4), "unknown track");
         end1(&mut t, 3);
         assert!(!t.is_settled(3), "ended track");
+    }
+
+    #[test]
+    fn an_approaching_plate_settles_once_it_stops_growing_or_is_large() {
+        let mut t = plain(VoterConfig::default());
+        t.set_settle_reads(3);
+        let at = |frame: u64, plate_h: f32, vehicle_h: Option<f32>| {
+            let mut o = obs("AB123", 0.9, 0.5, frame);
+            o.plate_bbox.h = plate_h;
+            match vehicle_h {
+                Some(h) => o.vehicle.as_mut().unwrap().bbox.h = h,
+                None => o.vehicle = None,
+            }
+            o
+        };
+        // A plate on its own, 15 -> 18 px over the three agreeing reads: still coming closer.
+        for (f, h) in [(1, 15.0), (2, 16.5), (3, 18.0)] {
+            t.observe(3, at(f, h, None));
+        }
+        assert!(!t.is_settled(3), "still coming closer");
+        t.observe(3, at(4, 18.5, None));
+        assert!(
+            !t.is_settled(3),
+            "18.5 px is 12% more than 16.5 px three reads ago"
+        );
+        t.observe(3, at(5, 18.5, None));
+        assert!(
+            t.is_settled(3),
+            "stopped: within 5% over the last three reads"
+        );
+        // With a vehicle, its box measures the approach (the plate box's jitter aside).
+        for (f, h) in [(1, 200.0), (2, 208.0), (3, 217.0)] {
+            t.observe(5, at(f, 18.0, Some(h)));
+        }
+        assert!(
+            !t.is_settled(5),
+            "the car grew 8.5% while its plate box did not"
+        );
+        for (f, h) in [(4, 218.0), (5, 219.0)] {
+            t.observe(5, at(f, 21.0, Some(h)));
+        }
+        assert!(
+            t.is_settled(5),
+            "the car stopped though its plate box jumped"
+        );
+        // A plate read at full size settles even while it grows.
+        let full = QUALITY_FULL_HEIGHT_PX;
+        for (f, h) in [(1, full), (2, 1.2 * full), (3, 1.4 * full)] {
+            t.observe(4, at(f, h, None));
+        }
+        assert!(t.is_settled(4));
     }
 
     #[test]
