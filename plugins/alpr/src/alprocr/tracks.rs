@@ -588,7 +588,7 @@ impl TrackState {
         let Some(&(last_plate, last_vehicle)) = window.next() else {
             return false;
         };
-        let (first_plate, first_vehicle) = window.last().copied().unwrap_or_default();
+        let (first_plate, first_vehicle) = window.next_back().copied().unwrap_or_default();
         let growth = match (first_vehicle, last_vehicle) {
             (Some(a), Some(b)) if a > 0.0 => b / a,
             _ if first_plate > 0.0 => last_plate / first_plate,
